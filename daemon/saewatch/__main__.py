@@ -1,0 +1,3 @@
+from saewatch.cli import main
+
+raise SystemExit(main())

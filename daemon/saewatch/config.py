@@ -1,0 +1,272 @@
+"""One typed, frozen configuration object: YAML file, then ``SAEWATCH_*`` environment overrides.
+
+Nested settings use ``__`` in environment names (``SAEWATCH_KAFKA__TOPIC=llm-events``);
+``SAEWATCH_KAFKA_BOOTSTRAP`` is accepted as a short form of ``SAEWATCH_KAFKA__BOOTSTRAP_SERVERS``.
+Everything is validated before any connection is made.
+
+>>> s = Settings()
+>>> s.kafka.dlq_topic_name, s.web.listen_address
+('llm-events.dlq', '127.0.0.1:9108')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from saewatch.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Connection and topics. Credentials come from the environment or a file, never logged."""
+
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"])
+    topic: str = "llm-events"
+    dlq_topic: str | None = None  # default: "<topic>.dlq"
+    features_topic: str = "llm-features"
+    group_id: str = "saewatch"
+    client_id: str = "saewatch"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    max_poll_records: int = Field(default=128, ge=1, le=10_000)
+    # Encoding a batch on CPU can take tens of seconds; the poll interval must exceed it.
+    max_poll_interval_ms: int = Field(default=600_000, ge=10_000)
+    session_timeout_ms: int = Field(default=45_000, ge=6_000)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    retry_backoff_s: float = Field(default=1.0, gt=0)
+    retry_backoff_max_s: float = Field(default=30.0, gt=0)
+
+    @property
+    def dlq_topic_name(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs kafka.sasl_mechanism"
+            )
+        if self.sasl_password is not None and self.sasl_password_file is not None:
+            raise ValueError("set kafka.sasl_password or kafka.sasl_password_file, not both")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"kafka.{name}: file {path} does not exist")
+        return self
+
+    def password(self) -> str | None:
+        if self.sasl_password_file is not None:
+            return Path(self.sasl_password_file).read_text().strip()
+        return self.sasl_password.get_secret_value() if self.sasl_password else None
+
+
+class SourceSettings(_Section):
+    """Where events come from and how big one may be."""
+
+    kind: Literal["kafka", "file"] = "kafka"
+    path: Path | None = None  # JSONL file for kind=file
+    max_chars: int = Field(default=8_000, ge=16)  # per text field; longer texts are truncated
+    batch_size: int = Field(default=64, ge=1, le=10_000)
+    poll_timeout_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_path(self) -> SourceSettings:
+        if self.kind == "file" and self.path is None:
+            raise ValueError("source.kind=file needs source.path (a JSONL file of events)")
+        return self
+
+
+class SaeRef(_Section):
+    """Either a local sae-lens directory (``path``) or a hub release (``release`` + ``sae_id``)."""
+
+    path: Path | None = None
+    release: str | None = None
+    sae_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SaeRef:
+        if (self.path is None) == (self.release is None):
+            raise ValueError("encode.sae: give either path, or release and sae_id")
+        if self.release is not None and self.sae_id is None:
+            raise ValueError("encode.sae: release needs sae_id")
+        return self
+
+
+class EncodeSettings(_Section):
+    """Model and SAE. Without ``model``/``sae`` the embedded offline default is used."""
+
+    model: str | None = None  # local dir or hub name; None = the embedded default
+    gguf_file: str | None = None
+    sae: SaeRef | None = None
+    labels_path: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_tokens_per_text: int = Field(default=256, ge=8)
+    max_tokens_per_batch: int = Field(default=8_192, ge=64)
+    threshold: float = Field(default=0.0, ge=0.0)
+    use_chat_template: bool = True
+    cpu_threads: int | None = Field(default=None, ge=1)
+
+
+class WindowSettings(_Section):
+    """Recent windows kept beside the cumulative counts, as ring buffers of time buckets."""
+
+    bucket_seconds: int = Field(default=300, ge=1)
+    windows: dict[str, int] = Field(default_factory=lambda: {"1h": 3_600, "24h": 86_400})
+
+
+class StateSettings(_Section):
+    snapshot_dir: Path = Path("var/snapshots")
+    snapshot_interval_s: float = Field(default=30.0, gt=0)
+    snapshots_kept: int = Field(default=3, ge=1)
+    windows: WindowSettings = Field(default_factory=WindowSettings)
+    cooccurrence_top_n: int = Field(default=512, ge=8, le=8_192)
+    retrieval_capacity: int = Field(default=100_000, ge=100)
+    examples_per_feature: int = Field(default=5, ge=1, le=50)
+    store_snippets: bool = True  # off for privacy: no text is kept or served
+    snippet_chars: int = Field(default=280, ge=20, le=4_000)
+    cluster_dims: int = Field(default=48, ge=4, le=512)
+    seed: int = 42
+
+
+class ComparisonSpec(_Section):
+    model_id: str
+    baseline: str
+    candidate: str
+    fields: list[Literal["prompt", "response"]] = Field(default_factory=lambda: ["response"])
+
+
+class DiffSettings(_Section):
+    comparisons: list[ComparisonSpec] = Field(default_factory=list)
+    auto_latest: bool = True  # newest version of each model_id vs the one before
+    window_comparisons: bool = True  # recent window vs the version's baseline
+    fields: list[Literal["prompt", "response"]] = Field(default_factory=lambda: ["response"])
+    q_level: float = Field(default=0.05, gt=0, lt=1)
+    alpha: float = Field(default=0.01, gt=0, lt=1)  # always-valid false-alarm rate per stream
+    min_documents: int = Field(default=100, ge=10)
+    top_k: int = Field(default=10, ge=1, le=50)
+    interval_s: float = Field(default=10.0, gt=0)
+
+
+class WebSettings(_Section):
+    listen_address: str = "127.0.0.1:9108"
+    bearer_token: SecretStr | None = None
+    serve_snippets: bool = True
+    top_k: int = Field(default=10, ge=1, le=50)  # hard cap 50: bounded metric cardinality
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen_address.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    @model_validator(mode="after")
+    def _check_address(self) -> WebSettings:
+        host, _, port = self.listen_address.rpartition(":")
+        if not port.isdigit() or not 0 <= int(port) < 65_536:
+            raise ValueError(f"web.listen_address {self.listen_address!r}: expected HOST:PORT")
+        return self
+
+
+class _FlatBootstrapSource(PydanticBaseSettingsSource):
+    """Honours ``SAEWATCH_KAFKA_BOOTSTRAP=host:port[,host:port]`` (the scripts' variable)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        value = os.environ.get("SAEWATCH_KAFKA_BOOTSTRAP")
+        if not value:
+            return {}
+        return {"kafka": {"bootstrap_servers": [s.strip() for s in value.split(",") if s]}}
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """All of saewatch's settings; build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAEWATCH_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    encode: EncodeSettings = Field(default_factory=EncodeSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    diff: DiffSettings = Field(default_factory=DiffSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_data = init_settings.init_kwargs.pop("_yaml", {})  # type: ignore[attr-defined]
+        return (
+            init_settings,
+            env_settings,
+            _FlatBootstrapSource(settings_cls),
+            _YamlSource(settings_cls, yaml_data),
+        )
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (YAML), apply ``SAEWATCH_*`` environment variables, then ``overrides``.
+
+    Raises :class:`ConfigError` with every problem listed, one per line.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} not found (--config.file)") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = loaded or {}
+    try:
+        return Settings(_yaml=data, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"invalid configuration{where} ({exc.error_count()} problem(s)):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,12 @@
+"""The root of saewatch's exceptions; each stage adds one-line subclasses in its ``exceptions.py``.
+
+Messages say what to do, not only what went wrong.
+"""
+
+
+class SaewatchError(Exception):
+    """Root of every error saewatch raises on purpose."""
+
+
+class ConfigError(SaewatchError):
+    """The configuration is invalid; the message names the setting and how to fix it (exit 2)."""

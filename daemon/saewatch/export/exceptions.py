@@ -1,0 +1,7 @@
+"""Errors of the export stage."""
+
+from saewatch.errors import SaewatchError
+
+
+class ExportError(SaewatchError):
+    """Something in the export stage failed."""
