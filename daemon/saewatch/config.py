@@ -127,8 +127,21 @@ class EncodeSettings(_Section):
 class WindowSettings(_Section):
     """Recent windows kept beside the cumulative counts, as ring buffers of time buckets."""
 
-    bucket_seconds: int = Field(default=300, ge=1)
+    bucket_seconds: int = Field(default=300, ge=1)  # the finest bucket width
     windows: dict[str, int] = Field(default_factory=lambda: {"1h": 3_600, "24h": 86_400})
+    # Each window gets buckets of max(bucket_seconds, window / max_buckets_per_window) seconds,
+    # so a 24 h window costs 24 arrays, not 288: memory stays a few arrays per window.
+    max_buckets_per_window: int = Field(default=24, ge=2, le=1_000)
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> WindowSettings:
+        for name, seconds in self.windows.items():
+            if name == "all" or seconds < self.bucket_seconds:
+                raise ValueError(
+                    f"state.windows.windows[{name!r}]: name 'all' is reserved and the window "
+                    f"must be at least bucket_seconds={self.bucket_seconds}"
+                )
+        return self
 
 
 class StateSettings(_Section):
@@ -142,6 +155,11 @@ class StateSettings(_Section):
     store_snippets: bool = True  # off for privacy: no text is kept or served
     snippet_chars: int = Field(default=280, ge=20, le=4_000)
     cluster_dims: int = Field(default=48, ge=4, le=512)
+    cluster_count: int = Field(default=16, ge=2, le=256)
+    # river learns from at most this many events per batch (python-speed); all are assigned.
+    cluster_learn_per_batch: int = Field(default=32, ge=1, le=10_000)
+    retrieval_max_features: int = Field(default=64, ge=1, le=4_096)  # strongest per event
+    metadata_values_max: int = Field(default=256, ge=1, le=10_000)  # NPMI metadata (key, value)s
     seed: int = 42
 
 
@@ -162,6 +180,10 @@ class DiffSettings(_Section):
     min_documents: int = Field(default=100, ge=10)
     top_k: int = Field(default=10, ge=1, le=50)
     interval_s: float = Field(default=10.0, gt=0)
+    examples_per_side: int = Field(default=2, ge=0, le=10)
+    # Exact conditional (Fisher) test when the smallest expected cell is below this; z otherwise.
+    exact_below: float = Field(default=10.0, ge=0)
+    msprt_tau: float = Field(default=0.05, gt=0, lt=1)  # mixture s.d. of the frequency change
 
 
 class WebSettings(_Section):
