@@ -5,3 +5,19 @@ from saewatch.errors import SaewatchError
 
 class StateError(SaewatchError):
     """Something in the state stage failed."""
+
+
+class EncoderMismatchError(StateError):
+    """A batch comes from a different encoder (or d_sae) than the state; start a new state dir."""
+
+
+class IncompatibleStateError(StateError):
+    """Two states cannot be merged (different encoder, d_sae or settings); align them first."""
+
+
+class SnapshotFormatError(StateError):
+    """A snapshot on disk has an unknown format version or is damaged; move it aside or migrate."""
+
+
+class UnknownKeyError(StateError):
+    """No documents were seen for the requested model_id/model_version/field/window."""

@@ -1,0 +1,193 @@
+"""Streaming clusters of response documents: river k-means over a random projection.
+
+Raw SAE codes are too wide and sparse for river's clusterers (see docs/BENCHMARKS.md, "State"), so
+each document's *binarized* code is projected with a fixed, seeded Gaussian matrix to ``dims``
+dimensions (``x = P[active].sum(0) / sqrt(len(active))``, so documents sharing features land close;
+Johnson-Lindenstrauss keeps cosine geometry). river's :class:`~river.cluster.KMeans` learns from a
+deterministic subsample of each batch (``learn_per_batch`` rows: river runs at Python speed) and
+every document is assigned to the nearest centre with one vectorised distance computation.
+
+Per (model_id, model_version) the state counts documents per cluster; per cluster it counts how
+often each feature fired, from which clusters are described by their most over-represented features
+(lift of the in-cluster frequency over the overall frequency). Merge: counts of ``other``'s cluster
+``c`` are added to this state's cluster nearest to ``other``'s centre ``c``, and this state's
+centres are kept — cluster identities are local to a clusterer, so that is an approximation
+(exact when both sides share one clusterer, e.g. a snapshot and its continuation).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Self
+
+import numpy as np
+from river.cluster import KMeans
+
+from saewatch.models import ClusterShare, FeatureBatch
+from saewatch.state.base import StateComponent
+from saewatch.state.exceptions import IncompatibleStateError
+from saewatch.state.keys import VersionKey, group_rows, key_to_str, version_from_str
+
+logger = logging.getLogger(__name__)
+
+MIN_CLUSTER_DOCS = 5  # fewer documents do not describe a cluster
+
+
+class StreamingClusters(StateComponent):
+    """Per-version shares of streaming clusters of response codes.
+
+    Parameters
+    ----------
+    d_sae
+        Number of SAE features.
+    n_clusters
+        k of the streaming k-means.
+    dims
+        Width of the random projection.
+    learn_per_batch
+        Documents per batch river learns from.
+    halflife
+        river KMeans step towards each learnt point.
+    seed
+        Seeds the projection and river.
+
+    Examples
+    --------
+    >>> from saewatch.state.testing import make_batch
+    >>> cl = StreamingClusters(d_sae=8, n_clusters=2, dims=8, seed=1)
+    >>> cl.update(make_batch([[0, 1], [0, 1], [5, 6], [5, 6]] * 10, 8))
+    >>> shares = cl.cluster_shares()
+    >>> sorted(s.documents for s in shares)
+    [20, 20]
+    """
+
+    def __init__(
+        self,
+        d_sae: int,
+        n_clusters: int = 16,
+        dims: int = 48,
+        learn_per_batch: int = 32,
+        halflife: float = 0.05,
+        seed: int = 42,
+    ) -> None:
+        self.d_sae = d_sae
+        self.n_clusters = n_clusters
+        self.dims = dims
+        self.learn_per_batch = learn_per_batch
+        self.halflife = halflife
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        self._proj = rng.standard_normal((d_sae, dims)).astype(np.float32)
+        self._model = KMeans(n_clusters=n_clusters, halflife=halflife, seed=seed)
+        self._seeded = 0  # centres placed on distinct documents so far (then river learns)
+        self._docs: dict[VersionKey, np.ndarray] = {}
+        self._fired = np.zeros((n_clusters, d_sae), dtype=np.int64)
+
+    def project(self, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Random projection of binarized CSR rows, ``[n, dims]`` float32."""
+        lengths = np.diff(indptr)
+        out = np.zeros((len(lengths), self.dims), dtype=np.float32)
+        nonempty = np.flatnonzero(lengths)
+        if len(nonempty):
+            sums = np.add.reduceat(self._proj[indices], indptr[:-1][nonempty], axis=0)
+            out[nonempty] = sums / np.sqrt(lengths[nonempty])[:, None]
+        return out
+
+    def centres(self) -> np.ndarray:
+        """Current centres ``[n_clusters, dims]`` (river initialises them lazily, seeded)."""
+        return np.array([[self._model.centers[c][j] for j in range(self.dims)]
+                         for c in range(self.n_clusters)], dtype=np.float32)
+
+    def assign(self, x: np.ndarray) -> np.ndarray:
+        c = self.centres()
+        d2 = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
+        return np.argmin(d2, axis=1)
+
+    def update(self, batch: FeatureBatch) -> None:
+        codes = batch.response
+        x = self.project(codes.indptr, codes.indices)
+        step = max(1, len(x) // self.learn_per_batch)
+        for row in x[::step][: self.learn_per_batch]:
+            self._learn(row)
+        labels = self.assign(x)
+        for version, rows in group_rows(batch).items():
+            docs = self._docs.setdefault(version, np.zeros(self.n_clusters, dtype=np.int64))
+            docs += np.bincount(labels[rows], minlength=self.n_clusters)
+        lengths = np.diff(codes.indptr)
+        flat = np.repeat(labels, lengths) * self.d_sae + codes.indices
+        self._fired += np.bincount(flat, minlength=self._fired.size).reshape(self._fired.shape)
+
+    def _learn(self, row: np.ndarray) -> None:
+        # River's random N(0, 1) initial centres leave most clusters empty on data that sits in a
+        # corner of the space; seeding each centre on a distinct document avoids that.
+        if self._seeded < self.n_clusters:
+            if self._seeded == 0 or np.abs(self.centres()[: self._seeded] - row).sum(1).min() > 0:
+                self._model.centers[self._seeded].update(enumerate(row.tolist()))
+                self._seeded += 1
+            return
+        self._model.learn_one(dict(enumerate(row.tolist())))
+
+    def describe(self, cluster: int, k: int = 5) -> list[int]:
+        """The ``k`` features most over-represented in ``cluster`` (smoothed lift)."""
+        docs = sum(d for d in self._docs.values())
+        n_c, n = int(docs[cluster]), int(docs.sum())
+        if n_c < MIN_CLUSTER_DOCS:
+            return []
+        inside = (self._fired[cluster] + 0.5) / (n_c + 1.0)
+        overall = (self._fired.sum(0) + 0.5) / (n + 1.0)
+        # Require a real presence in the cluster so a single odd document does not top the list.
+        lift = np.where(self._fired[cluster] >= max(2, 0.05 * n_c), inside / overall, 0.0)
+        best = np.argsort(-lift, kind="stable")[:k]
+        return [int(f) for f in best if lift[f] > 1.0]
+
+    def cluster_shares(self, labels: Mapping[int, str] | None = None) -> list[ClusterShare]:
+        described = {c: self.describe(c) for c in range(self.n_clusters)}
+        out = []
+        for (model_id, version), docs in sorted(self._docs.items()):
+            total = int(docs.sum())
+            for c in np.flatnonzero(docs):
+                feats = described[int(c)]
+                out.append(ClusterShare(
+                    cluster=int(c), model_id=model_id, model_version=version,
+                    share=float(docs[c] / total), documents=int(docs[c]),
+                    top_features=tuple(feats),
+                    top_labels=tuple((labels or {}).get(f, "") for f in feats),
+                ))
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        versions = sorted(self._docs)
+        return {
+            "d_sae": self.d_sae, "n_clusters": self.n_clusters, "dims": self.dims,
+            "seed": self.seed, "centres": self.centres(), "seeded": self._seeded,
+            "versions": [key_to_str(v) for v in versions],
+            "docs": np.stack([self._docs[v] for v in versions]) if versions else
+                    np.zeros((0, self.n_clusters), dtype=np.int64),
+            "fired": self._fired.copy(),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        shape = (int(snapshot["d_sae"]), int(snapshot["n_clusters"]), int(snapshot["dims"]))
+        if shape != (self.d_sae, self.n_clusters, self.dims) or snapshot["seed"] != self.seed:
+            raise IncompatibleStateError(
+                f"cluster snapshot has d_sae/k/dims/seed {shape}/{snapshot['seed']}, settings "
+                f"{(self.d_sae, self.n_clusters, self.dims)}/{self.seed}: keep them or reset state"
+            )
+        self.__init__(*shape[:2], shape[2], self.learn_per_batch,  # type: ignore[misc]
+                      self.halflife, self.seed)
+        for c, centre in enumerate(np.asarray(snapshot["centres"], dtype=np.float64)):
+            self._model.centers[c].update(enumerate(centre.tolist()))
+        self._seeded = int(snapshot["seeded"])
+        for name, docs in zip(snapshot["versions"], snapshot["docs"], strict=True):
+            self._docs[version_from_str(name)] = np.array(docs, dtype=np.int64)
+        self._fired[:] = snapshot["fired"]
+
+    def merge(self, other: Self) -> None:
+        if (other.d_sae, other.dims, other.seed) != (self.d_sae, self.dims, self.seed):
+            raise IncompatibleStateError("clusterers differ in d_sae/dims/seed: cannot merge")
+        target = self.assign(other.centres())
+        for version, docs in other._docs.items():
+            mine = self._docs.setdefault(version, np.zeros(self.n_clusters, dtype=np.int64))
+            np.add.at(mine, target, docs)
+        np.add.at(self._fired, target, other._fired)

@@ -1,0 +1,280 @@
+"""Feature co-occurrence for NPMI, in bounded memory: dense counts among the top-N features.
+
+Approximation, chosen over a count-min sketch because NPMI of *rare* pairs is what a sketch gets
+most wrong (it only over-counts) and because a sketch cannot list top pairs without a second
+structure: per text field we track the ``top_n`` features that fired in most documents so far and
+keep, for every pair of tracked slots, the number of documents where both fired (``C``, singles on
+the diagonal) and the number of documents observed while both were tracked (the *exposure* ``E``).
+The tracked set is recomputed from the exact cumulative per-feature counts on a doubling schedule
+(after 1, 2, 4 ... thousand documents, then every ``MAX_REFRESH_DOCS``); a feature that enters
+starts with zero counts and zero exposure. Probabilities are ratios over the exposure,
+``p_ij = C_ij / E_ij`` and ``p_i = C_ii / E_ii``, which is exact for pairs tracked from the start and
+assumes a stationary stream for late entrants. Prompt×response pairs and (metadata value, feature)
+pairs use the same slots. Memory: ``O(top_n**2)`` integers per field, independent of events.
+Merge adds C and E exactly on the union of both tracked sets, then keeps the top N.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Self
+
+import numpy as np
+
+from saewatch.models import TEXT_FIELDS, FeatureBatch, TextField
+from saewatch.state.base import StateComponent
+from saewatch.state.exceptions import IncompatibleStateError
+from saewatch.state.npmi import MetadataTable, npmi
+
+logger = logging.getLogger(__name__)
+
+FIRST_REFRESH_DOCS = 1_000  # the first tracked set is built from the first batch, then refreshed
+MAX_REFRESH_DOCS = 100_000  # later refreshes are at most this many documents apart
+
+
+class CooccurrenceCounter(StateComponent):
+    """Document co-occurrence among the most frequent features, for NPMI neighbours and pairs.
+
+    Parameters
+    ----------
+    d_sae
+        Number of SAE features.
+    top_n
+        Tracked features per text field (memory grows with ``top_n**2``).
+    metadata_values_max
+        Distinct ``key=value`` metadata entries tracked; later ones are ignored.
+
+    Examples
+    --------
+    >>> from saewatch.state.testing import make_batch
+    >>> co = CooccurrenceCounter(d_sae=6, top_n=8)
+    >>> co.update(make_batch([[0, 1], [0, 1], [2], [3]], 6))
+    >>> round(co.npmi("response", 0, 1), 3), co.pair_count("response", 0, 1)
+    (1.0, 2)
+    """
+
+    def __init__(self, d_sae: int, top_n: int = 512, metadata_values_max: int = 256) -> None:
+        self.d_sae = d_sae
+        self.top_n = top_n
+        self.metadata_values_max = metadata_values_max
+        n = min(top_n, d_sae)
+        self._docs = 0
+        self._next_refresh = 0
+        self._global = {f: np.zeros(d_sae, dtype=np.int64) for f in TEXT_FIELDS}
+        self._tracked = {f: np.full(n, -1, dtype=np.int64) for f in TEXT_FIELDS}
+        self._slot = {f: np.full(d_sae, -1, dtype=np.int64) for f in TEXT_FIELDS}
+        self._c = {f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
+        self._e = {f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
+        self._meta = MetadataTable(metadata_values_max, n)
+
+    # --- update -------------------------------------------------------------------------------
+
+    def update(self, batch: FeatureBatch) -> None:
+        n = len(batch)
+        if n == 0:
+            return
+        lengths = {f: np.diff(batch.codes(f).indptr) for f in TEXT_FIELDS}
+        for f in TEXT_FIELDS:
+            self._global[f] += np.bincount(batch.codes(f).indices, minlength=self.d_sae)
+        self._docs += n
+        if self._docs >= self._next_refresh:
+            self.refresh()
+        onehot = {f: self._onehot(batch, f, lengths[f]) for f in TEXT_FIELDS}
+        for f in TEXT_FIELDS:
+            self._c[f] += _gram(onehot[f], onehot[f])
+            self._e[f] += n
+        self._c["cross"] += _gram(onehot["prompt"], onehot["response"])
+        self._e["cross"] += n
+        self._meta.update([e.metadata for e in batch.events], onehot)
+
+    def _onehot(self, batch: FeatureBatch, field: TextField, lengths: np.ndarray) -> np.ndarray:
+        codes = batch.codes(field)
+        slots = self._slot[field][codes.indices]
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        keep = slots >= 0
+        out = np.zeros((len(lengths), len(self._tracked[field])), dtype=np.float32)
+        out[rows[keep], slots[keep]] = 1.0
+        return out
+
+    def refresh(self) -> None:
+        """Re-pick the tracked features from the cumulative counts (exact; also after merge)."""
+        for f in TEXT_FIELDS:
+            self._retrack(f, _top(self._global[f], len(self._tracked[f])))
+        self._next_refresh = min(
+            max(2 * self._docs, FIRST_REFRESH_DOCS), self._docs + MAX_REFRESH_DOCS
+        )
+
+    def _retrack(self, field: TextField, wanted: np.ndarray) -> None:
+        tracked = self._tracked[field]
+        keep = np.isin(tracked, wanted) & (tracked >= 0)
+        newcomers = wanted[~np.isin(wanted, tracked)]
+        free = np.flatnonzero(~keep)[: len(newcomers)]
+        tracked[~keep] = -1
+        tracked[free] = newcomers
+        reset = np.flatnonzero(~keep)
+        self._slot[field][:] = -1
+        live = tracked >= 0
+        self._slot[field][tracked[live]] = np.flatnonzero(live)
+        for name in (field, "cross"):
+            axes = (0, 1) if name == field else ((0,) if field == "prompt" else (1,))
+            for matrix in (self._c[name], self._e[name]):
+                for axis in axes:
+                    np.moveaxis(matrix, axis, 0)[reset] = 0
+        self._meta.reset_slots(field, reset)
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def tracked(self, field: TextField) -> np.ndarray:
+        """Feature ids currently tracked for ``field`` (unused slots dropped)."""
+        return self._tracked[field][self._tracked[field] >= 0].copy()
+
+    def pair_count(self, field: TextField, a: int, b: int) -> int:
+        sa, sb = self._slot[field][a], self._slot[field][b]
+        return 0 if sa < 0 or sb < 0 else int(self._c[field][sa, sb])
+
+    def npmi(self, field: TextField, a: int, b: int) -> float:
+        """NPMI of features ``a`` and ``b`` within one document; NaN if either is untracked."""
+        sa, sb = self._slot[field][a], self._slot[field][b]
+        if sa < 0 or sb < 0:
+            return float("nan")
+        c, e = self._c[field], self._e[field]
+        return float(npmi(c[sa, sb], e[sa, sb], c[sa, sa], e[sa, sa], c[sb, sb], e[sb, sb]))
+
+    def neighbours(
+        self, field: TextField, feature: int, min_count: int = 5
+    ) -> list[tuple[int, float, int]]:
+        """``(other feature, npmi, count)`` for tracked features co-firing in ``field``."""
+        return self._row(field, field, feature, min_count)
+
+    def cross_neighbours(
+        self, field: TextField, feature: int, min_count: int = 5
+    ) -> list[tuple[int, float, int]]:
+        """Features of the *other* field of the same events, with NPMI and count."""
+        other: TextField = "response" if field == "prompt" else "prompt"
+        return self._row(field, other, feature, min_count)
+
+    def _row(
+        self, field: TextField, other: TextField, feature: int, min_count: int
+    ) -> list[tuple[int, float, int]]:
+        s = self._slot[field][feature]
+        if s < 0:
+            return []
+        cname = field if field == other else "cross"
+        c, e = self._c[cname], self._e[cname]
+        row_c, row_e = (c[s], e[s]) if field != "response" or cname != "cross" else (c[:, s], e[:, s])
+        co, ce = self._c[other], self._e[other]
+        scores = npmi(row_c, row_e, self._c[field][s, s], self._e[field][s, s],
+                      np.diag(co), np.diag(ce))
+        tracked = self._tracked[other]
+        ok = (row_c >= min_count) & (tracked >= 0)
+        if field == other:
+            ok[s] = False
+        return [(int(tracked[j]), float(scores[j]), int(row_c[j])) for j in np.flatnonzero(ok)]
+
+    def metadata_neighbours(
+        self, field: TextField, feature: int, min_count: int = 5
+    ) -> list[tuple[str, str, float, int]]:
+        """``(key, value, npmi, count)`` of metadata values co-occurring with ``feature``."""
+        s = self._slot[field][feature]
+        if s < 0:
+            return []
+        return self._meta.neighbours(field, int(s), self._c[field][s, s], self._e[field][s, s],
+                                     min_count)
+
+    def top_pairs(
+        self, field: TextField, k: int = 20, min_count: int = 5
+    ) -> list[tuple[int, int, float, int]]:
+        """The ``k`` pairs of distinct tracked features with the highest NPMI."""
+        c, e = self._c[field], self._e[field]
+        d_c, d_e = np.diag(c), np.diag(e)
+        scores = npmi(c, e, d_c[:, None], d_e[:, None], d_c[None, :], d_e[None, :])
+        tracked = self._tracked[field]
+        ok = np.triu(c >= min_count, 1) & (tracked[:, None] >= 0) & (tracked[None, :] >= 0)
+        flat = np.flatnonzero(ok)
+        best = flat[np.argsort(-scores.ravel()[flat], kind="stable")[:k]]
+        i, j = np.unravel_index(best, c.shape)
+        return [(int(tracked[a]), int(tracked[b]), float(scores[a, b]), int(c[a, b]))
+                for a, b in zip(i, j, strict=True)]
+
+    # --- snapshot / merge ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "d_sae": self.d_sae, "top_n": self.top_n, "docs": self._docs,
+            "next_refresh": self._next_refresh,
+            "global": {f: self._global[f].copy() for f in TEXT_FIELDS},
+            "tracked": {f: self._tracked[f].copy() for f in TEXT_FIELDS},
+            "c": {k: v.copy() for k, v in self._c.items()},
+            "e": {k: v.copy() for k, v in self._e.items()},
+            "meta": self._meta.snapshot(),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.__init__(int(snapshot["d_sae"]), int(snapshot["top_n"]),  # type: ignore[misc]
+                      self.metadata_values_max)
+        self._docs, self._next_refresh = int(snapshot["docs"]), int(snapshot["next_refresh"])
+        for f in TEXT_FIELDS:
+            self._global[f][:] = snapshot["global"][f]
+            self._tracked[f][:] = snapshot["tracked"][f]
+            live = self._tracked[f] >= 0
+            self._slot[f][self._tracked[f][live]] = np.flatnonzero(live)
+        for k in self._c:
+            self._c[k][:] = snapshot["c"][k]
+            self._e[k][:] = snapshot["e"][k]
+        self._meta.restore(snapshot["meta"])
+
+    def merge(self, other: Self) -> None:
+        if (other.d_sae, other.top_n) != (self.d_sae, self.top_n):
+            raise IncompatibleStateError("co-occurrence d_sae/top_n differ: cannot merge")
+        union = {f: np.union1d(self.tracked(f), other.tracked(f)) for f in TEXT_FIELDS}
+        mine, theirs = self._expanded(union), other._expanded(union)
+        for f in TEXT_FIELDS:
+            self._global[f] += other._global[f]
+        self._docs += other._docs
+        self._next_refresh = min(self._next_refresh, other._next_refresh)
+        c = {k: mine[0][k] + theirs[0][k] for k in mine[0]}
+        e = {k: mine[1][k] + theirs[1][k] for k in mine[1]}
+        meta_union = self._meta.merged_with(other._meta, mine[2], theirs[2])
+        self._shrink(union, c, e, meta_union)
+
+    def _expanded(self, union: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
+        """C, E and metadata counts re-indexed onto ``union`` (zeros where untracked)."""
+        pos = {f: np.searchsorted(union[f], self._tracked[f]) for f in TEXT_FIELDS}
+        live = {f: self._tracked[f] >= 0 for f in TEXT_FIELDS}
+        c: dict[str, np.ndarray] = {}
+        e: dict[str, np.ndarray] = {}
+        for name in self._c:
+            rf, cf = ("prompt", "response") if name == "cross" else (name, name)
+            for out, src in ((c, self._c[name]), (e, self._e[name])):
+                big = np.zeros((len(union[rf]), len(union[cf])), dtype=np.int64)
+                r, k = np.flatnonzero(live[rf]), np.flatnonzero(live[cf])
+                big[np.ix_(pos[rf][r], pos[cf][k])] = src[np.ix_(r, k)]
+                out[name] = big
+        return c, e, self._meta.expanded(pos, live, {f: len(union[f]) for f in TEXT_FIELDS})
+
+    def _shrink(self, union: dict, c: dict, e: dict, meta: Any) -> None:
+        """Keep the top-N of the merged union as the new tracked set (slot = rank)."""
+        n = len(self._tracked["prompt"])
+        pick = {f: np.sort(_top(self._global[f][union[f]], n)) for f in TEXT_FIELDS}
+        for f in TEXT_FIELDS:
+            self._tracked[f][:] = -1
+            self._tracked[f][: len(pick[f])] = union[f][pick[f]]
+            self._slot[f][:] = -1
+            self._slot[f][self._tracked[f][: len(pick[f])]] = np.arange(len(pick[f]))
+        for name in self._c:
+            rf, cf = ("prompt", "response") if name == "cross" else (name, name)
+            for dst, src in ((self._c[name], c[name]), (self._e[name], e[name])):
+                dst[:] = 0
+                dst[: len(pick[rf]), : len(pick[cf])] = src[np.ix_(pick[rf], pick[cf])]
+        self._meta.load_shrunk(meta, pick)
+
+
+def _top(counts: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest positive counts (ties broken by index, deterministic)."""
+    order = np.lexsort((np.arange(len(counts)), -counts))[:n]
+    return order[counts[order] > 0]
+
+
+def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # float32 products are exact for counts below 2**24 per batch, and BLAS makes them fast.
+    return np.rint(a.T @ b).astype(np.int64)

@@ -1,0 +1,232 @@
+"""``MonitorState``: all of saewatch's state behind one update/snapshot/restore/merge.
+
+It owns one instance of each algorithm (cumulative counts, windows, co-occurrence, clusters,
+retrieval, examples), checks that every batch comes from the same encoder, and answers the queries
+``export`` and ``diff`` need. A re-entrant lock makes queries from the HTTP thread safe while the
+main loop updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Self
+
+from saewatch.config import StateSettings
+from saewatch.models import (
+    FeatureBatch,
+    FeatureCounts,
+    FeatureDetail,
+    FeatureFrequency,
+    NpmiPair,
+    RetrievalHit,
+    Snippet,
+    TextField,
+    VersionCount,
+)
+from saewatch.state.base import StateComponent
+from saewatch.state.clusters import StreamingClusters
+from saewatch.state.cooccurrence import CooccurrenceCounter
+from saewatch.state.counts import FeatureCounter
+from saewatch.state.examples import ExampleReservoirs
+from saewatch.state.exceptions import EncoderMismatchError, IncompatibleStateError
+from saewatch.state.neighbours import feature_neighbours, top_pairs
+from saewatch.state.retrieval import RetrievalIndex
+from saewatch.state.windows import WindowedCounter
+
+logger = logging.getLogger(__name__)
+
+COMPONENTS = ("counts", "windows", "cooccurrence", "clusters", "retrieval", "examples")
+
+
+class MonitorState(StateComponent):
+    """The daemon's whole state, built from :class:`~saewatch.config.StateSettings`.
+
+    Parameters
+    ----------
+    settings
+        State settings (windows, bounds, privacy, seed).
+    encoder_id, d_sae
+        The encoder whose codes this state accepts; when ``None`` they are taken from the first
+        batch (or snapshot) and fixed from then on.
+
+    Examples
+    --------
+    >>> from saewatch.state.testing import make_batch
+    >>> state = MonitorState(StateSettings(retrieval_capacity=100))
+    >>> state.update(make_batch([[1, 2], [2]], d_sae=8, version="v1"))
+    >>> state.counts("m", "v1", "response").fired[:3].tolist()
+    [0, 1, 2]
+    >>> [(v.model_version, v.field, v.documents) for v in state.version_counts()]
+    [('v1', 'prompt', 2), ('v1', 'response', 2)]
+    """
+
+    def __init__(
+        self, settings: StateSettings, encoder_id: str | None = None, d_sae: int | None = None
+    ) -> None:
+        self.settings = settings
+        self.encoder_id = encoder_id
+        self.d_sae = d_sae
+        self._lock = threading.RLock()
+        self._parts: dict[str, Any] = {}
+        if d_sae is not None:
+            self._build(d_sae)
+
+    def _build(self, d_sae: int) -> None:
+        s = self.settings
+        self.d_sae = d_sae
+        self._parts = {
+            "counts": FeatureCounter(d_sae),
+            "windows": WindowedCounter(d_sae, s.windows),
+            "cooccurrence": CooccurrenceCounter(d_sae, s.cooccurrence_top_n,
+                                                s.metadata_values_max),
+            "clusters": StreamingClusters(d_sae, s.cluster_count, s.cluster_dims,
+                                          s.cluster_learn_per_batch, seed=s.seed),
+            "retrieval": RetrievalIndex(s.retrieval_capacity, s.retrieval_max_features,
+                                        s.store_snippets, s.snippet_chars),
+            "examples": ExampleReservoirs(d_sae, s.examples_per_feature, s.store_snippets,
+                                          s.snippet_chars),
+        }
+
+    def _bind(self, encoder_id: str, d_sae: int, what: str) -> None:
+        if self.encoder_id is None:
+            self.encoder_id = encoder_id
+        if self.d_sae is None:
+            self._build(d_sae)
+        if (encoder_id, d_sae) != (self.encoder_id, self.d_sae):
+            raise EncoderMismatchError(
+                f"{what} has encoder {encoder_id!r} (d_sae={d_sae}) but this state holds codes of "
+                f"{self.encoder_id!r} (d_sae={self.d_sae}); counts of different SAEs cannot be "
+                "mixed: use a new state.snapshot_dir for the new encoder"
+            )
+
+    # --- the StateComponent contract ----------------------------------------------------------
+
+    def update(self, batch: FeatureBatch) -> None:
+        with self._lock:
+            self._bind(batch.encoder_id, batch.d_sae, "batch")
+            if len(batch) == 0:
+                return
+            for part in self._parts.values():
+                part.update(batch)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "encoder_id": self.encoder_id,
+                "d_sae": self.d_sae,
+                "settings": self.settings.model_dump(mode="json"),
+                **{name: part.snapshot() for name, part in self._parts.items()},
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        with self._lock:
+            if snapshot["d_sae"] is None:
+                return
+            if self.encoder_id is not None and self.d_sae is not None:
+                self._bind(snapshot["encoder_id"], int(snapshot["d_sae"]), "snapshot")
+            self.encoder_id = snapshot["encoder_id"]
+            self._build(int(snapshot["d_sae"]))
+            for name in COMPONENTS:
+                self._parts[name].restore(snapshot[name])
+
+    def merge(self, other: Self) -> None:
+        with self._lock, other._lock:
+            if other.d_sae is None:
+                return
+            self._bind(str(other.encoder_id), other.d_sae, "merged state")
+            if other.settings != self.settings:
+                raise IncompatibleStateError("states have different settings: cannot merge")
+            for name in COMPONENTS:
+                self._parts[name].merge(other._parts[name])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]  # locks do not pickle; a fresh one is made on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def window_names(self) -> list[str]:
+        return ["all", *self.settings.windows.windows]
+
+    def version_counts(self) -> list[VersionCount]:
+        with self._lock:
+            return self._parts["counts"].version_counts() if self._parts else []
+
+    def counts(
+        self, model_id: str, model_version: str, field: TextField, window: str = "all"
+    ) -> FeatureCounts:
+        with self._lock:
+            if window == "all":
+                return self._parts["counts"].counts(model_id, model_version, field)
+            return self._parts["windows"].counts(model_id, model_version, field, window)
+
+    def frequencies(self, feature: int) -> list[FeatureFrequency]:
+        with self._lock:
+            out = []
+            for v in self.version_counts():
+                for window in self.window_names():
+                    c = self.counts(v.model_id, v.model_version, v.field, window)
+                    if c.n_documents:
+                        fired = int(c.fired[feature])
+                        out.append(FeatureFrequency(
+                            model_id=v.model_id, model_version=v.model_version, field=v.field,
+                            window=window, documents=c.n_documents, fired=fired,
+                            frequency=fired / c.n_documents))
+            return out
+
+    def feature_detail(self, feature: int, labels: Mapping[int, str] | None = None) -> FeatureDetail:
+        with self._lock:
+            snippets = [s for v in self.version_counts() if v.field == "response"
+                        for s in self.examples(feature, v.model_id, v.model_version, "response")]
+            snippets.sort(key=lambda s: -s.activation)
+            neighbours = (feature_neighbours(self._parts["cooccurrence"], feature, labels)
+                          if self._parts else [])
+            return FeatureDetail(
+                feature=feature, label=(labels or {}).get(feature),
+                frequencies=tuple(self.frequencies(feature)) if self._parts else (),
+                examples=tuple(snippets[: self.settings.examples_per_feature]),
+                neighbours=tuple(neighbours),
+            )
+
+    def retrieve(
+        self,
+        features: Sequence[int],
+        mode: Literal["and", "or"] = "or",
+        model_id: str | None = None,
+        model_version: str | None = None,
+        field: TextField = "response",
+        limit: int = 20,
+    ) -> list[RetrievalHit]:
+        with self._lock:
+            if not self._parts:
+                return []
+            return self._parts["retrieval"].retrieve(features, mode, model_id, model_version,
+                                                     field, limit)
+
+    def examples(
+        self, feature: int, model_id: str, model_version: str, field: TextField, k: int = 5
+    ) -> list[Snippet]:
+        with self._lock:
+            if not self._parts:
+                return []
+            return self._parts["examples"].examples(feature, model_id, model_version, field, k)
+
+    def cluster_shares(self, labels: Mapping[int, str] | None = None) -> list[Any]:
+        with self._lock:
+            return self._parts["clusters"].cluster_shares(labels) if self._parts else []
+
+    def npmi_top_pairs(
+        self, field: TextField = "response", k: int = 20, min_count: int = 5,
+        labels: Mapping[int, str] | None = None,
+    ) -> list[NpmiPair]:
+        with self._lock:
+            if not self._parts:
+                return []
+            return top_pairs(self._parts["cooccurrence"], field, k, min_count, labels)

@@ -1,0 +1,243 @@
+"""Retrieval over the most recent events: a ring of events plus a chunked inverted index.
+
+Every batch becomes one *chunk* of postings ``(feature, event sequence number, activation)`` sorted
+by feature, so looking a feature up is a binary search per live chunk (an LSM-like layout: appends
+are vectorised, nothing is deleted in place). A chunk is dropped once all its events have left the
+ring. Only each event's ``max_features`` strongest features are indexed, which bounds the postings
+to ``capacity * max_features`` per field whatever the codes' density.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, Self
+
+import numpy as np
+
+from saewatch.models import TEXT_FIELDS, FeatureBatch, RetrievalHit, TextField
+from saewatch.state.base import StateComponent
+from saewatch.state.exceptions import IncompatibleStateError
+from saewatch.state.keys import event_times
+
+logger = logging.getLogger(__name__)
+
+
+class _Chunk:
+    __slots__ = ("features", "seq", "act", "last_seq")
+
+    def __init__(self, features: np.ndarray, seq: np.ndarray, act: np.ndarray) -> None:
+        order = np.argsort(features, kind="stable")
+        self.features, self.seq, self.act = features[order], seq[order], act[order]
+        self.last_seq = int(seq.max()) if len(seq) else -1
+
+    def lookup(self, feature: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = np.searchsorted(self.features, [feature, feature + 1])
+        return self.seq[lo:hi], self.act[lo:hi]
+
+
+class RetrievalIndex(StateComponent):
+    """Find recent events by SAE features (AND/OR), ranked by activation.
+
+    Parameters
+    ----------
+    capacity
+        Events kept (the most recent ones).
+    max_features
+        Strongest features indexed per event and field.
+    store_snippets
+        Keep truncated texts to show with hits (off for privacy: nothing is stored).
+    snippet_chars
+        Snippet length in characters.
+
+    Examples
+    --------
+    >>> from saewatch.state.testing import make_batch
+    >>> index = RetrievalIndex(capacity=100)
+    >>> index.update(make_batch([[1, 2], [2], [3]], 4, values=[[0.5, 1.0], [3.0], [1.0]]))
+    >>> [(h.event_id, h.score) for h in index.retrieve([2])]
+    [('e1', 3.0), ('e0', 1.0)]
+    >>> [h.event_id for h in index.retrieve([1, 2], mode="and")]
+    ['e0']
+    """
+
+    def __init__(
+        self,
+        capacity: int = 100_000,
+        max_features: int = 64,
+        store_snippets: bool = True,
+        snippet_chars: int = 280,
+    ) -> None:
+        self.capacity = capacity
+        self.max_features = max_features
+        self.store_snippets = store_snippets
+        self.snippet_chars = snippet_chars
+        self._seq = 0  # events ever added; the ring holds [seq - capacity, seq)
+        self._event_id: list[str] = [""] * capacity
+        self._version: list[tuple[str, str]] = [("", "")] * capacity
+        self._time = np.zeros(capacity, dtype=np.float64)
+        self._text: dict[TextField, list[str | None]] = {f: [None] * capacity for f in TEXT_FIELDS}
+        self._chunks: dict[TextField, list[_Chunk]] = {f: [] for f in TEXT_FIELDS}
+
+    def __len__(self) -> int:
+        return min(self._seq, self.capacity)
+
+    def update(self, batch: FeatureBatch) -> None:
+        n = len(batch)
+        seqs = np.arange(self._seq, self._seq + n, dtype=np.int64)
+        times = event_times(batch)
+        for i, event in enumerate(batch.events[-self.capacity:], start=max(0, n - self.capacity)):
+            pos = int(seqs[i] % self.capacity)
+            self._event_id[pos] = event.event_id
+            self._version[pos] = (event.model_id, event.model_version)
+            self._time[pos] = times[i]
+            for f in TEXT_FIELDS:
+                self._text[f][pos] = (
+                    event.text(f)[: self.snippet_chars] if self.store_snippets else None
+                )
+        for f in TEXT_FIELDS:
+            codes = batch.codes(f)
+            rows, feats, acts = _strongest(codes.indptr, codes.indices, codes.values,
+                                           self.max_features)
+            self._chunks[f].append(_Chunk(feats, seqs[rows], acts))
+        self._seq += n
+        self._expire()
+
+    def _expire(self) -> None:
+        oldest = self._seq - self.capacity
+        for f in TEXT_FIELDS:
+            self._chunks[f] = [c for c in self._chunks[f] if c.last_seq >= oldest]
+
+    def retrieve(
+        self,
+        features: Sequence[int],
+        mode: Literal["and", "or"] = "or",
+        model_id: str | None = None,
+        model_version: str | None = None,
+        field: TextField = "response",
+        limit: int = 20,
+    ) -> list[RetrievalHit]:
+        """Recent events where the features fired (any for ``or``, all for ``and``)."""
+        wanted = sorted(set(int(f) for f in features))
+        if not wanted:
+            return []
+        seqs, feats, acts = self._postings(field, wanted)
+        if len(seqs) == 0:
+            return []
+        uniq, inv = np.unique(seqs, return_inverse=True)
+        score = np.bincount(inv, weights=acts)
+        matched = np.bincount(inv)
+        ok = matched == len(wanted) if mode == "and" else matched > 0
+        ok &= np.array([self._version_ok(int(s), model_id, model_version) for s in uniq])
+        best = np.flatnonzero(ok)[np.lexsort((-uniq[ok], -score[ok]))][:limit]
+        return [self._hit(int(uniq[b]), float(score[b]), feats[inv == b], field) for b in best]
+
+    def _postings(self, field: TextField, wanted: list[int]) -> tuple[np.ndarray, ...]:
+        oldest = self._seq - self.capacity
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for chunk in self._chunks[field]:
+            for f in wanted:
+                seq, act = chunk.lookup(f)
+                live = seq >= oldest
+                parts.append((seq[live], np.full(int(live.sum()), f), act[live]))
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    def _version_ok(self, seq: int, model_id: str | None, version: str | None) -> bool:
+        mid, ver = self._version[seq % self.capacity]
+        return (model_id is None or mid == model_id) and (version is None or ver == version)
+
+    def _hit(self, seq: int, score: float, feats: np.ndarray, field: TextField) -> RetrievalHit:
+        pos = seq % self.capacity
+        model_id, version = self._version[pos]
+        return RetrievalHit(
+            event_id=self._event_id[pos], model_id=model_id, model_version=version, field=field,
+            timestamp=datetime.fromtimestamp(float(self._time[pos]), tz=UTC),
+            score=round(score, 6), matched_features=tuple(sorted(int(f) for f in feats)),
+            snippet=self._text[field][pos],
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        live = [(s, s % self.capacity) for s in range(max(0, self._seq - self.capacity), self._seq)]
+        pos = [p for _s, p in live]
+        out: dict[str, Any] = {
+            "seq": self._seq,
+            "event_id": [self._event_id[p] for p in pos],
+            "version": [list(self._version[p]) for p in pos],
+            "time": self._time[pos].copy() if pos else np.zeros(0),
+            "text": {f: [self._text[f][p] for p in pos] for f in TEXT_FIELDS},
+            "postings": {},
+        }
+        for f in TEXT_FIELDS:
+            chunks = self._chunks[f]
+            out["postings"][f] = {
+                "sizes": np.array([len(c.seq) for c in chunks], dtype=np.int64),
+                "features": _cat([c.features for c in chunks], np.int32),
+                "seq": _cat([c.seq for c in chunks], np.int64),
+                "act": _cat([c.act for c in chunks], np.float16),
+            }
+        return out
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.__init__(self.capacity, self.max_features, self.store_snippets,  # type: ignore[misc]
+                      self.snippet_chars)
+        self._seq = int(snapshot["seq"])
+        first = self._seq - len(snapshot["event_id"])
+        for i, event_id in enumerate(snapshot["event_id"]):
+            pos = (first + i) % self.capacity
+            self._event_id[pos] = event_id
+            self._version[pos] = tuple(snapshot["version"][i])  # type: ignore[assignment]
+            self._time[pos] = snapshot["time"][i]
+            for f in TEXT_FIELDS:
+                text = snapshot["text"][f][i]
+                self._text[f][pos] = text[: self.snippet_chars] if self.store_snippets else None
+        for f in TEXT_FIELDS:
+            post = snapshot["postings"][f]
+            bounds = np.cumsum(post["sizes"])[:-1]
+            for feats, seq, act in zip(np.split(post["features"], bounds),
+                                       np.split(post["seq"], bounds),
+                                       np.split(post["act"], bounds), strict=True):
+                if len(seq):
+                    self._chunks[f].append(_Chunk(feats, seq, act))
+        self._expire()
+
+    def merge(self, other: Self) -> None:
+        """Append ``other``'s recent events after this one's (the ring then keeps the newest)."""
+        if other.capacity != self.capacity or other.max_features != self.max_features:
+            raise IncompatibleStateError("retrieval capacity/max_features differ: cannot merge")
+        snap = other.snapshot()
+        shift = self._seq - (other._seq - len(snap["event_id"]))
+        mine = self.snapshot()
+        merged = {**mine, "seq": self._seq + len(snap["event_id"])}
+        for name in ("event_id", "version"):
+            merged[name] = mine[name] + snap[name]
+        merged["time"] = np.concatenate([mine["time"], snap["time"]])
+        merged["text"] = {f: mine["text"][f] + snap["text"][f] for f in TEXT_FIELDS}
+        merged["postings"] = {f: _concat_postings(mine["postings"][f], snap["postings"][f], shift)
+                              for f in TEXT_FIELDS}
+        self.restore(merged)
+
+
+def _strongest(
+    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, features and activations of each row's ``k`` strongest entries (vectorised)."""
+    lengths = np.diff(indptr)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    order = np.lexsort((-values.astype(np.float32), rows))
+    rank = np.arange(len(order)) - np.repeat(indptr[:-1], lengths)
+    keep = order[rank < k]
+    return rows[keep], indices[keep].astype(np.int32), values[keep].astype(np.float16)
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+
+def _concat_postings(a: dict[str, np.ndarray], b: dict[str, np.ndarray], shift: int) -> dict:
+    return {"sizes": np.concatenate([a["sizes"], b["sizes"]]),
+            "features": np.concatenate([a["features"], b["features"]]),
+            "seq": np.concatenate([a["seq"], b["seq"] + shift]),
+            "act": np.concatenate([a["act"], b["act"]])}
