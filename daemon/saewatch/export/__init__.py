@@ -1,1 +1,28 @@
-"""The export stage."""
+"""The export stage: Prometheus metrics, the JSON API and the report page, on one HTTP port.
+
+Wiring (done by the app)::
+
+    registry = CollectorRegistry()
+    holder = ReportHolder()
+    registry.register(DriftReportCollector(holder, top_k=settings.web.top_k))
+    metrics = PipelineMetrics(registry)
+    server = ExporterServer(settings.web, registry, holder, state=state, readiness=ready)
+    server.start()            # ... holder.publish(report) after every diff ...
+    server.stop()
+"""
+
+from saewatch.export.base import HistoryPoint, ReportHolder, StateQueries
+from saewatch.export.collector import TOP_K_HARD_CAP, DriftReportCollector
+from saewatch.export.http import ExporterServer, Readiness
+from saewatch.export.metrics import PipelineMetrics
+
+__all__ = [
+    "TOP_K_HARD_CAP",
+    "DriftReportCollector",
+    "ExporterServer",
+    "HistoryPoint",
+    "PipelineMetrics",
+    "Readiness",
+    "ReportHolder",
+    "StateQueries",
+]

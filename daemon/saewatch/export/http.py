@@ -1,0 +1,315 @@
+"""One HTTP port for everything: ``/metrics``, probes, the JSON API, OpenAPI and the report page.
+
+A stdlib :class:`~http.server.ThreadingHTTPServer` on its own daemon thread: requests only read
+the latest immutable report, the registry and (for a few API routes) the state's query methods, so
+serving never blocks the consumer nor touches the GPU. With ``web.bearer_token`` set, every route
+except ``/-/healthy`` and ``/-/ready`` requires ``Authorization: Bearer <token>`` (compared in
+constant time).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hmac
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.exposition import choose_encoder
+
+from saewatch.config import WebSettings
+from saewatch.export.api import JSON, JsonApi
+from saewatch.export.base import ReportHolder, StateQueries
+from saewatch.export.exceptions import HttpError, NotFound, ServerStartError
+from saewatch.export.openapi import build_openapi
+from saewatch.export.report import STATIC_FILES, render_report, static_file
+from saewatch.export.routing import Param, Request, Response, Route, Router
+from saewatch.export.schemas import Probe, Problem
+
+logger = logging.getLogger(__name__)
+
+Readiness = Callable[[], tuple[bool, str]]
+HTML = "text/html; charset=utf-8"
+# Scripts and styles come from this server only; inline styles carry the bar widths.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
+    "data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+# A client that sends nothing for this long is dropped, so slow clients cannot pin threads.
+REQUEST_TIMEOUT_S = 30.0
+MIN_GZIP_BYTES = 1024
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints tracebacks to stderr; route them through logging instead.
+        logger.exception("unhandled error serving %s", client_address)
+
+
+class ExporterServer:
+    """The exporter's HTTP server.
+
+    Parameters
+    ----------
+    web
+        Listen address, bearer token, snippet policy.
+    registry
+        Served at ``/metrics`` (register the collectors on it; the server adds
+        ``saewatch_http_requests_total``).
+    holder
+        Latest report, for the API and the report page.
+    state
+        Optional :class:`StateQueries` for feature, examples and retrieval routes.
+    readiness
+        Returns ``(ready, reason)`` for ``/-/ready``; default: ready once a report exists.
+    """
+
+    def __init__(
+        self,
+        web: WebSettings,
+        registry: CollectorRegistry,
+        holder: ReportHolder,
+        state: StateQueries | None = None,
+        readiness: Readiness | None = None,
+    ) -> None:
+        self.web = web
+        self.registry = registry
+        self.holder = holder
+        self.readiness = readiness or self._report_ready
+        self.api = JsonApi(holder, web, state)
+        self.router = Router(self._routes())
+        token = web.bearer_token.get_secret_value() if web.bearer_token else ""
+        self._token = token.encode()
+        self._openapi = json.dumps(build_openapi(self.router.routes, bool(token))).encode()
+        self._requests = Counter(
+            "http_requests",
+            "HTTP requests served, by route and status code",
+            ["handler", "code"],
+            namespace="saewatch",
+            registry=registry,
+        )
+        for route in self.router.routes:
+            self._requests.labels(handler=route.name, code="200")
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind ``web.listen_address`` and serve on a daemon thread."""
+        host, port = self.web.host_port
+        handler = type("SaewatchHandler", (_Handler,), {"exporter": self})
+        server_cls = type(
+            "SaewatchServer",
+            (_Server,),
+            {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
+        )
+        try:
+            self._httpd = server_cls((host, port), handler)
+        except OSError as exc:
+            raise ServerStartError(f"cannot listen on {self.web.listen_address}: {exc}") from exc
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="saewatch-http", daemon=True
+        )
+        self._thread.start()
+        logger.info("serving /metrics, API and report on http://%s:%d/", *self.address)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting requests and close the socket (idempotent)."""
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._httpd, self._thread = None, None
+        logger.info("HTTP server stopped")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``; the real port when the configured one was 0."""
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def __enter__(self) -> ExporterServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def _routes(self) -> list[Route]:
+        ops = "operations"
+        static = Param(
+            "name", "path", "string", "File name.", required=True, enum=tuple(STATIC_FILES)
+        )
+        return [
+            Route(
+                "report", "/", "The report page", self._report_page, content_type=HTML, tag="report"
+            ),
+            Route(
+                "static",
+                "/static/{name}",
+                "Stylesheet and script of the report page",
+                self._static,
+                content_type="text/plain",
+                params=(static,),
+                tag="report",
+            ),
+            Route(
+                "metrics",
+                "/metrics",
+                "Prometheus exposition",
+                self._metrics,
+                content_type="text/plain; version=0.0.4",
+                tag=ops,
+            ),
+            Route(
+                "healthy",
+                "/-/healthy",
+                "Liveness",
+                self._healthy,
+                schema=Probe,
+                public=True,
+                tag=ops,
+            ),
+            Route(
+                "ready",
+                "/-/ready",
+                "Readiness: model loaded, partitions assigned, state restored",
+                self._ready,
+                schema=Probe,
+                public=True,
+                tag=ops,
+            ),
+            Route(
+                "openapi", "/api/openapi.json", "This OpenAPI document", self._openapi_doc, tag=ops
+            ),
+            *self.api.routes(),
+        ]
+
+    def _report_ready(self) -> tuple[bool, str]:
+        if self.holder.latest is None:
+            return False, "no drift report computed yet"
+        return True, "ok"
+
+    def _healthy(self, request: Request) -> Response:
+        return self.api.json_response(Probe(status="ok", reason="serving"))
+
+    def _ready(self, request: Request) -> Response:
+        ready, reason = self.readiness()
+        probe = Probe(status="ok" if ready else "unavailable", reason=reason)
+        return self.api.json_response(probe, status=200 if ready else 503)
+
+    def _openapi_doc(self, request: Request) -> Response:
+        return Response(200, self._openapi, JSON)
+
+    def _metrics(self, request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(200, encoder(self.registry), content_type)
+
+    def _static(self, request: Request) -> Response:
+        name = str(request.params["name"])
+        return Response(
+            200, static_file(name), STATIC_FILES[name], {"Cache-Control": "max-age=300"}
+        )
+
+    def _report_page(self, request: Request) -> Response:
+        html = render_report(self.holder.latest, self.holder.history, self.web.serve_snippets)
+        return Response(200, html.encode(), HTML, {"Content-Security-Policy": CSP})
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    def authorized(self, headers: dict[str, str]) -> bool:
+        """Whether the request carries the configured bearer token (always, without one)."""
+        if not self._token:
+            return True
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self._token
+        )
+
+    def dispatch(self, raw_path: str, headers: dict[str, str]) -> tuple[str, Response]:
+        """Answer a GET of ``raw_path``; returns the route name (for metrics) and the response."""
+        parts = urlsplit(raw_path)
+        matched = self.router.match(parts.path)
+        name = matched[0].name if matched else "unknown"
+        if not (matched and matched[0].public) and not self.authorized(headers):
+            return name, _problem(
+                401,
+                "Unauthorized",
+                "send Authorization: Bearer <token>",
+                {"WWW-Authenticate": 'Bearer realm="saewatch"'},
+            )
+        try:
+            if matched is None:
+                raise NotFound(f"no route {parts.path!r}; see /api/openapi.json")
+            route, request = self.router.resolve(
+                parts.path, parse_qs(parts.query, keep_blank_values=True), headers
+            )
+            return name, route.handler(request)
+        except HttpError as exc:
+            return name, _problem(exc.status, exc.title, str(exc))
+
+    def count(self, name: str, status: int) -> None:
+        self._requests.labels(handler=name, code=str(status)).inc()
+
+
+def _problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = Problem(status=status, title=title, detail=detail).model_dump_json().encode()
+    return Response(status, body, "application/problem+json", headers or {})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    exporter: ExporterServer
+    server_version = "saewatch"
+    protocol_version = "HTTP/1.1"
+    timeout = REQUEST_TIMEOUT_S
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        name, response = self.exporter.dispatch(self.path, headers)
+        body = response.body
+        extra = dict(response.headers)
+        if len(body) >= MIN_GZIP_BYTES and "gzip" in headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=5)
+            extra["Content-Encoding"] = "gzip"
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        extra.setdefault("Cache-Control", "no-store")
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.exporter.count(name, response.status)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        logger.debug("%s %s", self.address_string(), format % args)

@@ -1,0 +1,220 @@
+"""Operational instruments of the pipeline, updated by the app as it consumes and encodes.
+
+Everything registers on an injected :class:`~prometheus_client.CollectorRegistry`; series whose
+label values are known up front (invalid reasons, text fields, stages) are pre-initialised at 0 so
+``rate()`` and alerts see them before the first increment.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from saewatch.models import TEXT_FIELDS, InvalidReason, TextField
+
+logger = logging.getLogger(__name__)
+
+INVALID_REASONS: tuple[str, ...] = get_args(InvalidReason)
+STAGES = ("source", "encode", "state", "diff", "export")
+# Encoding a batch takes ~0.3 s (MiniLM, bf16) to tens of seconds (SmolLM2 fp32 on 2 cores).
+ENCODE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+# Batches hold 1 .. source.batch_size (<= 10,000) documents.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# Snapshots and diffs take milliseconds to seconds.
+STEP_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class PipelineMetrics:
+    """The daemon's self-metrics (``saewatch_`` prefix, base units, ``_total`` counters).
+
+    Parameters
+    ----------
+    registry
+        Where the instruments register; never the global default registry.
+
+    Attributes
+    ----------
+    events_consumed, events_processed, events_invalid, texts_truncated, texts_processed,
+    tokens_processed, processing_errors : Counter
+        ``events_invalid`` has label ``reason``; ``texts_*``/``tokens_processed`` have ``field``;
+        ``processing_errors`` has ``stage``.
+    encode_duration, encode_batch_size, snapshot_duration, diff_duration : Histogram
+    consumer_lag : Gauge
+        Labels ``topic``, ``partition``; set through :meth:`set_consumer_lag`.
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> m = PipelineMetrics(registry)
+    >>> m.events_invalid.labels(reason="schema").inc()
+    >>> m.set_consumer_lag("llm-events", {0: 12, 1: 0})
+    >>> registry.get_sample_value("saewatch_events_invalid_total", {"reason": "schema"})
+    1.0
+    >>> registry.get_sample_value("saewatch_events_invalid_total", {"reason": "oversize"})
+    0.0
+    >>> registry.get_sample_value("saewatch_consumer_lag_messages",
+    ...                           {"topic": "llm-events", "partition": "0"})
+    12.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns = "saewatch"
+        kw = {"namespace": ns, "registry": registry}
+        self.events_consumed = Counter("events_consumed", "Records read from the source", **kw)
+        self.events_processed = Counter(
+            "events_processed", "Valid events encoded and folded into the state", **kw
+        )
+        self.events_invalid = Counter(
+            "events_invalid", "Records rejected and sent to the dead-letter topic", ["reason"], **kw
+        )
+        self.texts_truncated = Counter(
+            "texts_truncated", "Texts cut to the configured length", ["field"], **kw
+        )
+        self.texts_processed = Counter("texts_processed", "Texts encoded", ["field"], **kw)
+        self.tokens_processed = Counter("tokens_processed", "Tokens encoded", ["field"], **kw)
+        self.processing_errors = Counter(
+            "processing_errors", "Records skipped after an error, per stage", ["stage"], **kw
+        )
+        self.encode_duration = Histogram(
+            "encode_duration_seconds",
+            "Wall time to encode one batch (model + SAE)",
+            buckets=ENCODE_SECONDS_BUCKETS,
+            **kw,
+        )
+        self.encode_batch_size = Histogram(
+            "encode_batch_size", "Documents per encoded batch", buckets=BATCH_SIZE_BUCKETS, **kw
+        )
+        self.snapshot_duration = Histogram(
+            "snapshot_duration_seconds",
+            "Wall time to write one state snapshot",
+            buckets=STEP_SECONDS_BUCKETS,
+            **kw,
+        )
+        self.diff_duration = Histogram(
+            "diff_duration_seconds",
+            "Wall time to compute one drift report",
+            buckets=STEP_SECONDS_BUCKETS,
+            **kw,
+        )
+        self.consumer_lag = Gauge(
+            "consumer_lag_messages",
+            "Messages behind the partition's end offset",
+            ["topic", "partition"],
+            **kw,
+        )
+        self.partitions_assigned = Gauge(
+            "partitions_assigned", "Partitions currently assigned to this consumer", **kw
+        )
+        self.last_snapshot = Gauge(
+            "last_snapshot_timestamp_seconds", "When the last state snapshot was written", **kw
+        )
+        self.last_snapshot_age = Gauge(
+            "last_snapshot_age_seconds",
+            "Seconds since the last state snapshot (-1: none yet)",
+            **kw,
+        )
+        self._init_model_metrics(kw)
+        self._pre_initialise()
+        self._last_snapshot_at: float | None = None
+        self.last_snapshot_age.set_function(self._snapshot_age)
+        self._lag_partitions: set[tuple[str, str]] = set()
+
+    def _init_model_metrics(self, kw: Mapping[str, object]) -> None:
+        self.model_info = Info("model", "Language model, SAE, hook and device in use", **kw)
+        self.sae_latents = Gauge("sae_latents", "Width of the SAE (d_sae)", **kw)
+        self.sae_variance_explained = Gauge(
+            "sae_variance_explained_ratio",
+            "Fraction of the hooked activations' variance the SAE reconstructs (sanity check)",
+            **kw,
+        )
+        self.sae_mean_l0 = Gauge(
+            "sae_mean_l0", "Mean number of active SAE latents per token (sanity check)", **kw
+        )
+        self.gpu_memory_allocated = Gauge(
+            "gpu_memory_allocated_bytes", "CUDA memory allocated by tensors", ["device"], **kw
+        )
+        self.gpu_memory_reserved = Gauge(
+            "gpu_memory_reserved_bytes",
+            "CUDA memory reserved by the caching allocator",
+            ["device"],
+            **kw,
+        )
+
+    def _pre_initialise(self) -> None:
+        for reason in INVALID_REASONS:
+            self.events_invalid.labels(reason=reason)
+        for field in TEXT_FIELDS:
+            self.texts_truncated.labels(field=field)
+            self.texts_processed.labels(field=field)
+            self.tokens_processed.labels(field=field)
+        for stage in STAGES:
+            self.processing_errors.labels(stage=stage)
+
+    def _snapshot_age(self) -> float:
+        last = self._last_snapshot_at
+        return -1.0 if last is None else max(0.0, time.time() - last)
+
+    def observe_encode(
+        self, field_tokens: Mapping[TextField, int], documents: int, seconds: float
+    ) -> None:
+        """Record one encoded batch: its size, duration and tokens per text field."""
+        self.encode_duration.observe(seconds)
+        self.encode_batch_size.observe(documents)
+        for field, tokens in field_tokens.items():
+            self.texts_processed.labels(field=field).inc(documents)
+            self.tokens_processed.labels(field=field).inc(tokens)
+
+    def snapshot_written(self, at: float | None = None, seconds: float | None = None) -> None:
+        """Record a state snapshot written at Unix time ``at`` (now by default)."""
+        self._last_snapshot_at = time.time() if at is None else at
+        self.last_snapshot.set(self._last_snapshot_at)
+        if seconds is not None:
+            self.snapshot_duration.observe(seconds)
+
+    def set_consumer_lag(self, topic: str, lag_by_partition: Mapping[int, int]) -> None:
+        """Replace the lag series of ``topic``; partitions no longer assigned are removed."""
+        current = {(topic, str(p)) for p in lag_by_partition}
+        for stale in {k for k in self._lag_partitions if k[0] == topic} - current:
+            self.consumer_lag.remove(*stale)
+        for partition, lag in lag_by_partition.items():
+            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+        self._lag_partitions = {k for k in self._lag_partitions if k[0] != topic} | current
+        self.partitions_assigned.set(len(self._lag_partitions))
+
+    def set_model(
+        self,
+        *,
+        model: str,
+        sae: str,
+        hook: str,
+        device: str,
+        d_sae: int,
+        encoder_id: str = "",
+    ) -> None:
+        """Publish what encodes the texts (an ``_info`` series plus the SAE width)."""
+        self.model_info.info(
+            {
+                "model": model,
+                "sae": sae,
+                "hook": hook,
+                "device": device,
+                "d_sae": str(d_sae),
+                "encoder_id": encoder_id,
+            }
+        )
+        self.sae_latents.set(d_sae)
+
+    def set_sae_sanity(self, variance_explained: float, mean_l0: float) -> None:
+        """Publish the SAE's reconstruction quality on live traffic."""
+        self.sae_variance_explained.set(variance_explained)
+        self.sae_mean_l0.set(mean_l0)
+
+    def set_gpu_memory(self, device: str, allocated_bytes: int, reserved_bytes: int) -> None:
+        """Publish CUDA memory of ``device`` (call only when encoding on a GPU)."""
+        self.gpu_memory_allocated.labels(device=device).set(allocated_bytes)
+        self.gpu_memory_reserved.labels(device=device).set(reserved_bytes)
