@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.saewatch-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench bench-detect kafka-up kafka-down lint schema clean
+.PHONY: venv system-deps demo test bench bench-detect kafka-up kafka-down lint schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/saewatch demo
 
-test: venv
+system-deps:
+	deploy/prometheus/install-deps.sh
+
+test: venv system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
