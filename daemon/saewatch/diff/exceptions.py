@@ -5,3 +5,7 @@ from saewatch.errors import SaewatchError
 
 class DiffError(SaewatchError):
     """Something in the diff stage failed."""
+
+
+class CountsMismatchError(DiffError):
+    """Baseline and candidate counts have different d_sae; compare counts of one encoder only."""
