@@ -156,8 +156,10 @@ class StateSettings(_Section):
     snippet_chars: int = Field(default=280, ge=20, le=4_000)
     cluster_dims: int = Field(default=48, ge=4, le=512)
     cluster_count: int = Field(default=16, ge=2, le=256)
-    # river learns from at most this many events per batch (python-speed); all are assigned.
-    cluster_learn_per_batch: int = Field(default=32, ge=1, le=10_000)
+    # river learns at Python speed: from every event of the first cluster_warmup_events, then from
+    # every cluster_learn_every-th; every event is assigned to its nearest centre (vectorised).
+    cluster_warmup_events: int = Field(default=2_000, ge=0)
+    cluster_learn_every: int = Field(default=128, ge=1)
     retrieval_max_features: int = Field(default=64, ge=1, le=4_096)  # strongest per event
     metadata_values_max: int = Field(default=256, ge=1, le=10_000)  # NPMI metadata (key, value)s
     seed: int = 42

@@ -3,9 +3,11 @@
 Raw SAE codes are too wide and sparse for river's clusterers (see docs/BENCHMARKS.md, "State"), so
 each document's *binarized* code is projected with a fixed, seeded Gaussian matrix to ``dims``
 dimensions (``x = P[active].sum(0) / sqrt(len(active))``, so documents sharing features land close;
-Johnson-Lindenstrauss keeps cosine geometry). river's :class:`~river.cluster.KMeans` learns from a
-deterministic subsample of each batch (``learn_per_batch`` rows: river runs at Python speed) and
-every document is assigned to the nearest centre with one vectorised distance computation.
+Johnson-Lindenstrauss keeps cosine geometry). river's :class:`~river.cluster.KMeans` learns from every
+document of the first ``warmup`` ones, then from every ``learn_every``-th (river runs at Python
+speed, ~0.5 ms per point here; the schedule depends on the event count only, so it is
+deterministic and independent of batch sizes), and every document is assigned to the nearest
+centre with one vectorised distance computation.
 
 Per (model_id, model_version) the state counts documents per cluster; per cluster it counts how
 often each feature fired, from which clusters are described by their most over-represented features
@@ -45,8 +47,10 @@ class StreamingClusters(StateComponent):
         k of the streaming k-means.
     dims
         Width of the random projection.
-    learn_per_batch
-        Documents per batch river learns from.
+    warmup
+        Documents river learns from one by one before it starts sampling.
+    learn_every
+        After the warm-up, river learns from one document in ``learn_every``.
     halflife
         river KMeans step towards each learnt point.
     seed
@@ -67,20 +71,23 @@ class StreamingClusters(StateComponent):
         d_sae: int,
         n_clusters: int = 16,
         dims: int = 48,
-        learn_per_batch: int = 32,
+        warmup: int = 2_000,
+        learn_every: int = 128,
         halflife: float = 0.05,
         seed: int = 42,
     ) -> None:
         self.d_sae = d_sae
         self.n_clusters = n_clusters
         self.dims = dims
-        self.learn_per_batch = learn_per_batch
+        self.warmup = warmup
+        self.learn_every = learn_every
         self.halflife = halflife
         self.seed = seed
         rng = np.random.default_rng(seed)
         self._proj = rng.standard_normal((d_sae, dims)).astype(np.float32)
         self._model = KMeans(n_clusters=n_clusters, halflife=halflife, seed=seed)
         self._seeded = 0  # centres placed on distinct documents so far (then river learns)
+        self._seen = 0  # documents assigned so far; drives the learning schedule
         self._docs: dict[VersionKey, np.ndarray] = {}
         self._fired = np.zeros((n_clusters, d_sae), dtype=np.int64)
 
@@ -107,9 +114,9 @@ class StreamingClusters(StateComponent):
     def update(self, batch: FeatureBatch) -> None:
         codes = batch.response
         x = self.project(codes.indptr, codes.indices)
-        step = max(1, len(x) // self.learn_per_batch)
-        for row in x[::step][: self.learn_per_batch]:
+        for row in x[self._learn_rows(len(x))]:
             self._learn(row)
+        self._seen += len(x)
         labels = self.assign(x)
         for version, rows in group_rows(batch).items():
             docs = self._docs.setdefault(version, np.zeros(self.n_clusters, dtype=np.int64))
@@ -117,6 +124,11 @@ class StreamingClusters(StateComponent):
         lengths = np.diff(codes.indptr)
         flat = np.repeat(labels, lengths) * self.d_sae + codes.indices
         self._fired += np.bincount(flat, minlength=self._fired.size).reshape(self._fired.shape)
+
+    def _learn_rows(self, n: int) -> np.ndarray:
+        """Rows of the next ``n`` documents that river learns from (warm-up, then 1 in k)."""
+        seq = np.arange(self._seen, self._seen + n)
+        return np.flatnonzero((seq < self.warmup) | ((seq - self.warmup) % self.learn_every == 0))
 
     def _learn(self, row: np.ndarray) -> None:
         # River's random N(0, 1) initial centres leave most clusters empty on data that sits in a
@@ -161,6 +173,7 @@ class StreamingClusters(StateComponent):
         return {
             "d_sae": self.d_sae, "n_clusters": self.n_clusters, "dims": self.dims,
             "seed": self.seed, "centres": self.centres(), "seeded": self._seeded,
+            "seen": self._seen,
             "versions": [key_to_str(v) for v in versions],
             "docs": np.stack([self._docs[v] for v in versions]) if versions else
                     np.zeros((0, self.n_clusters), dtype=np.int64),
@@ -174,11 +187,11 @@ class StreamingClusters(StateComponent):
                 f"cluster snapshot has d_sae/k/dims/seed {shape}/{snapshot['seed']}, settings "
                 f"{(self.d_sae, self.n_clusters, self.dims)}/{self.seed}: keep them or reset state"
             )
-        self.__init__(*shape[:2], shape[2], self.learn_per_batch,  # type: ignore[misc]
-                      self.halflife, self.seed)
+        self.__init__(*shape[:2], shape[2], self.warmup,  # type: ignore[misc]
+                      self.learn_every, self.halflife, self.seed)
         for c, centre in enumerate(np.asarray(snapshot["centres"], dtype=np.float64)):
             self._model.centers[c].update(enumerate(centre.tolist()))
-        self._seeded = int(snapshot["seeded"])
+        self._seeded, self._seen = int(snapshot["seeded"]), int(snapshot["seen"])
         for name, docs in zip(snapshot["versions"], snapshot["docs"], strict=True):
             self._docs[version_from_str(name)] = np.array(docs, dtype=np.int64)
         self._fired[:] = snapshot["fired"]

@@ -1,10 +1,11 @@
 """Per-feature top-k example reservoirs: the most strongly activating snippets per version.
 
 A deterministic "reservoir" by activation (not a random sample): what a person reads to understand
-a feature is its strongest examples. Per (model_id, model_version, field) an array ``[d_sae, k]`` of
-activations holds the k best; a batch is screened against each feature's current minimum in one
-vectorised comparison, so only the few real candidates reach Python. Texts are stored once per
-event and reference-counted (a strong document is often the example of many features).
+a feature is its strongest examples. Per (model_id, model_version, field) two ``[d_sae, k]``
+arrays hold the k best activations and *handles* of their events. A batch is screened against each
+feature's current k-th best in one vectorised comparison, and the survivors are merged into the
+touched rows with one row-wise sort, so no Python loop runs per feature. Texts are stored once per
+event handle and unreferenced ones are garbage-collected when the table has doubled.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from saewatch.models import TEXT_FIELDS, FeatureBatch, LLMEvent, Snippet, TextField
+from saewatch.models import TEXT_FIELDS, FeatureBatch, Snippet, TextField
 from saewatch.state.base import StateComponent
 from saewatch.state.counts import select_rows
 from saewatch.state.exceptions import IncompatibleStateError
@@ -22,13 +23,44 @@ from saewatch.state.keys import StateKey, group_rows, key_from_str, key_to_str
 
 logger = logging.getLogger(__name__)
 
+GC_SLACK = 4_096  # texts kept beyond twice the live ones before a collection runs
+
 
 class _Reservoir:
-    __slots__ = ("act", "ids")
+    __slots__ = ("act", "handle", "floor")
 
     def __init__(self, d_sae: int, k: int) -> None:
         self.act = np.full((d_sae, k), -np.inf, dtype=np.float32)
-        self.ids: dict[int, str] = {}  # feature * k + slot -> event id
+        self.handle = np.full((d_sae, k), -1, dtype=np.int64)
+        self.floor = np.full(d_sae, -np.inf, dtype=np.float32)  # k-th best per feature
+
+    def offer(self, feat: np.ndarray, act: np.ndarray, handle: np.ndarray) -> np.ndarray:
+        """Merge candidate ``(feature, activation, handle)`` triples into the top-k rows.
+
+        Returns the handles now held by the touched rows (a superset of the ones inserted).
+        """
+        keep = act > self.floor[feat]
+        if not keep.any():
+            return np.zeros(0, dtype=np.int64)
+        feat, act, handle = feat[keep], act[keep].astype(np.float32), handle[keep]
+        order = np.lexsort((-act, feat))
+        feat, act, handle = feat[order], act[order], handle[order]
+        rows, start, counts = np.unique(feat, return_index=True, return_counts=True)
+        k = self.act.shape[1]
+        rank = np.arange(len(feat)) - np.repeat(start, counts)
+        row_of = np.repeat(np.arange(len(rows)), counts)
+        best = rank < k
+        cand_act = np.full((len(rows), k), -np.inf, dtype=np.float32)
+        cand_h = np.full((len(rows), k), -1, dtype=np.int64)
+        cand_act[row_of[best], rank[best]] = act[best]
+        cand_h[row_of[best], rank[best]] = handle[best]
+        all_act = np.hstack([self.act[rows], cand_act])
+        all_h = np.hstack([self.handle[rows], cand_h])
+        top = np.argsort(-all_act, axis=1, kind="stable")[:, :k]
+        self.act[rows] = np.take_along_axis(all_act, top, axis=1)
+        self.handle[rows] = np.take_along_axis(all_h, top, axis=1)
+        self.floor[rows] = self.act[rows].min(axis=1)
+        return self.handle[rows].ravel()
 
 
 class ExampleReservoirs(StateComponent):
@@ -62,45 +94,39 @@ class ExampleReservoirs(StateComponent):
         self.store_snippets = store_snippets
         self.snippet_chars = snippet_chars
         self._res: dict[StateKey, _Reservoir] = {}
-        self._texts: dict[str, list[Any]] = {}  # event id -> [refcount, {field: text}]
+        self._next_handle = 0
+        self._texts: dict[int, tuple[str, dict[str, str]]] = {}  # handle -> (event id, texts)
+        self._live_after_gc = 0
 
     def update(self, batch: FeatureBatch) -> None:
+        base = self._next_handle
+        self._next_handle += len(batch)
+        held: list[np.ndarray] = []
         for (model_id, version), rows in group_rows(batch).items():
             for field in TEXT_FIELDS:
-                key = (model_id, version, field)
-                res = self._res.setdefault(key, _Reservoir(self.d_sae, self.k))
-                self._offer(res, batch, field, rows)
+                res = self._res.setdefault((model_id, version, field),
+                                           _Reservoir(self.d_sae, self.k))
+                codes = batch.codes(field)
+                feat, act = select_rows(codes.indptr, codes.indices, codes.values, rows)
+                doc = np.repeat(rows, np.diff(codes.indptr)[rows])
+                held.append(res.offer(feat, act, base + doc))
+        self._register(batch, base, np.concatenate(held) if held else np.zeros(0, np.int64))
 
-    def _offer(self, res: _Reservoir, batch: FeatureBatch, field: TextField, rows: np.ndarray) -> None:
-        codes = batch.codes(field)
-        lengths = np.diff(codes.indptr)[rows]
-        doc = np.repeat(rows, lengths)
-        feat, act = select_rows(codes.indptr, codes.indices, codes.values, rows)
-        cand = np.flatnonzero(act > res.act[feat].min(axis=1))
-        for c in cand[np.argsort(-act[cand], kind="stable")]:
-            f, a = int(feat[c]), float(act[c])
-            slot = int(np.argmin(res.act[f]))
-            if a <= res.act[f, slot]:
-                continue
-            self._release(res.ids.pop(f * self.k + slot, None))
-            res.act[f, slot] = a
-            res.ids[f * self.k + slot] = self._retain(batch.events[int(doc[c])])
+    def _register(self, batch: FeatureBatch, base: int, held: np.ndarray) -> None:
+        """Store texts of this batch's events that made it into some reservoir."""
+        for h in np.unique(held[held >= base]).tolist():
+            event = batch.events[h - base]
+            texts = ({f: event.text(f)[: self.snippet_chars] for f in TEXT_FIELDS}
+                     if self.store_snippets else {})
+            self._texts[h] = (event.event_id, texts)
+        if len(self._texts) > 2 * self._live_after_gc + GC_SLACK:
+            self._collect()
 
-    def _retain(self, event: LLMEvent) -> str:
-        entry = self._texts.get(event.event_id)
-        if entry is None:
-            texts = {f: event.text(f)[: self.snippet_chars] for f in TEXT_FIELDS}
-            entry = self._texts[event.event_id] = [0, texts if self.store_snippets else {}]
-        entry[0] += 1
-        return event.event_id
-
-    def _release(self, event_id: str | None) -> None:
-        if event_id is None:
-            return
-        entry = self._texts[event_id]
-        entry[0] -= 1
-        if entry[0] == 0:
-            del self._texts[event_id]
+    def _collect(self) -> None:
+        live = set(np.unique(np.concatenate(
+            [r.handle.ravel() for r in self._res.values()] or [np.zeros(0, np.int64)])).tolist())
+        self._texts = {h: t for h, t in self._texts.items() if h in live}
+        self._live_after_gc = len(self._texts)
 
     def examples(
         self, feature: int, model_id: str, model_version: str, field: TextField, k: int | None = None
@@ -109,56 +135,61 @@ class ExampleReservoirs(StateComponent):
         res = self._res.get((model_id, model_version, field))
         if res is None or not 0 <= feature < self.d_sae:
             return []
-        order = np.argsort(-res.act[feature], kind="stable")[: k or self.k]
         out = []
-        for slot in order:
-            event_id = res.ids.get(feature * self.k + int(slot))
-            if event_id is None:
-                continue
-            text = self._texts[event_id][1].get(field, "")
+        for slot in range(min(k or self.k, self.k)):
+            h = int(res.handle[feature, slot])
+            if h < 0:
+                break
+            event_id, texts = self._texts[h]
             out.append(Snippet(event_id=event_id, model_version=model_version,
-                               activation=round(float(res.act[feature, slot]), 4), text=text))
+                               activation=round(float(res.act[feature, slot]), 4),
+                               text=texts.get(field, "")))
         return out
 
     def snapshot(self) -> dict[str, Any]:
+        self._collect()
         keys = sorted(self._res)
-        ids = [sorted(self._res[k].ids.items()) for k in keys]
+        handles = sorted(self._texts)
         return {
-            "d_sae": self.d_sae, "k": self.k,
+            "d_sae": self.d_sae, "k": self.k, "next_handle": self._next_handle,
             "keys": [key_to_str(k) for k in keys],
-            "act": np.stack([self._res[k].act for k in keys]) if keys else
-                   np.zeros((0, self.d_sae, self.k), dtype=np.float32),
-            "slots": [[s for s, _ in items] for items in ids],
-            "ids": [[e for _, e in items] for items in ids],
-            "texts": {e: v[1] for e, v in sorted(self._texts.items())},
+            "act": _stack([self._res[k].act for k in keys], (0, self.d_sae, self.k), np.float32),
+            "handle": _stack([self._res[k].handle for k in keys], (0, self.d_sae, self.k),
+                             np.int64),
+            "text_handles": np.array(handles, dtype=np.int64),
+            "event_ids": [self._texts[h][0] for h in handles],
+            "texts": {f: [self._texts[h][1].get(f, "") for h in handles] for f in TEXT_FIELDS},
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.__init__(int(snapshot["d_sae"]), int(snapshot["k"]),  # type: ignore[misc]
                       self.store_snippets, self.snippet_chars)
+        self._next_handle = int(snapshot["next_handle"])
         for i, name in enumerate(snapshot["keys"]):
             res = self._res[key_from_str(name)] = _Reservoir(self.d_sae, self.k)
             res.act[:] = snapshot["act"][i]
-            for slot, event_id in zip(snapshot["slots"][i], snapshot["ids"][i], strict=True):
-                res.ids[int(slot)] = event_id
-                entry = self._texts.setdefault(event_id, [0, {}])
-                entry[0] += 1
-                if self.store_snippets:
-                    entry[1] = snapshot["texts"].get(event_id, {})
+            res.handle[:] = snapshot["handle"][i]
+            res.floor[:] = res.act.min(axis=1)
+        for j, h in enumerate(np.asarray(snapshot["text_handles"]).tolist()):
+            texts = ({f: snapshot["texts"][f][j][: self.snippet_chars] for f in TEXT_FIELDS}
+                     if self.store_snippets else {})
+            self._texts[h] = (snapshot["event_ids"][j], texts)
+        self._live_after_gc = len(self._texts)
 
     def merge(self, other: Self) -> None:
         """Keep the k strongest of both sides per feature (the union's top-k, exact)."""
         if (other.d_sae, other.k) != (self.d_sae, self.k):
             raise IncompatibleStateError("example reservoirs differ in d_sae or k: cannot merge")
+        shift = self._next_handle  # other's handles move past ours, so they cannot collide
         for key, theirs in other._res.items():
             mine = self._res.setdefault(key, _Reservoir(self.d_sae, self.k))
-            for code, event_id in theirs.ids.items():
-                f, slot = divmod(code, self.k)
-                a = theirs.act[f, slot]
-                low = int(np.argmin(mine.act[f]))
-                if a > mine.act[f, low]:
-                    self._release(mine.ids.pop(f * self.k + low, None))
-                    mine.act[f, low] = a
-                    entry = self._texts.setdefault(event_id, [0, other._texts[event_id][1]])
-                    entry[0] += 1
-                    mine.ids[f * self.k + low] = event_id
+            ok = theirs.handle >= 0
+            feat = np.nonzero(ok)[0]
+            mine.offer(feat, theirs.act[ok], theirs.handle[ok] + shift)
+        self._texts.update({h + shift: t for h, t in other._texts.items()})
+        self._next_handle += other._next_handle
+        self._collect()
+
+
+def _stack(arrays: list[np.ndarray], empty: tuple[int, ...], dtype: type) -> np.ndarray:
+    return np.stack(arrays) if arrays else np.zeros(empty, dtype=dtype)
