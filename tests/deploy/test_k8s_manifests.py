@@ -175,7 +175,9 @@ def test_k8s_validators_reject_mistakes() -> None:
 kustomize = shutil.which("kustomize")
 
 
-@pytest.mark.skipif(kustomize is None, reason="the kustomize binary is not installed")
+@pytest.mark.skipif(
+    kustomize is None, reason="kustomize is not installed (deploy/tools/install-validators.sh)"
+)
 @pytest.mark.parametrize("kdir", KUSTOMIZATIONS, ids=lambda p: p.name)
 def test_kustomize_build(kdir: Path) -> None:
     """The real kustomize agrees with render() and its output validates."""

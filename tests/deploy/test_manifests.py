@@ -165,7 +165,7 @@ def test_compose_spec_validator_rejects_mistakes() -> None:
 @pytest.mark.skipif(
     shutil.which("docker") is None
     or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
-    reason="the docker compose plugin is not installed (deploy/compose/install-compose-plugin.sh)",
+    reason="the docker compose plugin is not installed (deploy/tools/install-validators.sh)",
 )
 @pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"]])
 def test_docker_compose_config(files: list[str]) -> None:
