@@ -248,8 +248,9 @@ class JsonApi:
         feature, k = int(p["feature"]), int(p["k"])  # type: ignore[arg-type]
         field: TextField = p["field"]  # type: ignore[assignment]
         model_id, version = str(p["model_id"]), str(p["model_version"])
+        state = self._state()
         try:
-            items = self._state().examples(feature, model_id, version, field, k)
+            items = state.examples(feature, model_id, version, field, k)
         except (SaewatchError, LookupError) as exc:
             raise NotFound(f"examples of feature {feature}: {exc}") from exc
         except ValueError as exc:
@@ -264,8 +265,9 @@ class JsonApi:
         p = request.params
         features: list[int] = p["features"]  # type: ignore[assignment]
         mode = str(p["mode"])
+        state = self._state()
         try:
-            hits = self._state().retrieve(
+            hits = state.retrieve(
                 features,
                 mode=mode,  # type: ignore[arg-type]
                 model_id=p["model_id"],  # type: ignore[arg-type]

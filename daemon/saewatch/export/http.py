@@ -45,6 +45,8 @@ CSP = (
 # A client that sends nothing for this long is dropped, so slow clients cannot pin threads.
 REQUEST_TIMEOUT_S = 30.0
 MIN_GZIP_BYTES = 1024
+# serve_forever checks for shutdown this often; stop() waits at most this long for it.
+SHUTDOWN_POLL_S = 0.1
 
 
 class _Server(ThreadingHTTPServer):
@@ -119,7 +121,10 @@ class ExporterServer:
         except OSError as exc:
             raise ServerStartError(f"cannot listen on {self.web.listen_address}: {exc}") from exc
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="saewatch-http", daemon=True
+            target=self._httpd.serve_forever,
+            args=(SHUTDOWN_POLL_S,),
+            name="saewatch-http",
+            daemon=True,
         )
         self._thread.start()
         logger.info("serving /metrics, API and report on http://%s:%d/", *self.address)

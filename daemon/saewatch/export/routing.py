@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from saewatch.export.exceptions import BadRequest
+from saewatch.export.exceptions import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +160,11 @@ class Router:
         params: dict[str, ParamValue] = {}
         for param in route.params:
             if param.location == "path":
-                raw = raw_path.get(param.name)
+                try:
+                    params[param.name] = param.parse(raw_path.get(param.name))
+                except BadRequest as exc:  # a path that names nothing is not found, not "bad"
+                    raise NotFound(str(exc)) from exc
             else:
                 values = query.get(param.name)
-                raw = values[-1] if values else None
-            params[param.name] = param.parse(raw)
+                params[param.name] = param.parse(values[-1] if values else None)
         return route, Request(path=path, params=params, headers=headers)
