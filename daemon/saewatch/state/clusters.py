@@ -3,11 +3,13 @@
 Raw SAE codes are too wide and sparse for river's clusterers (see docs/BENCHMARKS.md, "State"), so
 each document's *binarized* code is projected with a fixed, seeded Gaussian matrix to ``dims``
 dimensions (``x = P[active].sum(0) / sqrt(len(active))``, so documents sharing features land close;
-Johnson-Lindenstrauss keeps cosine geometry). river's :class:`~river.cluster.KMeans` learns from every
-document of the first ``warmup`` ones, then from every ``learn_every``-th (river runs at Python
+Johnson-Lindenstrauss keeps cosine geometry). The first ``warmup`` projected documents are buffered and
+the centres are placed by k-means++ and a few Lloyd iterations over that buffer (river's own
+initialisation, random N(0, 1) centres, leaves clusters empty or merges topics); afterwards river's
+:class:`~river.cluster.KMeans` learns from every ``learn_every``-th document (river runs at Python
 speed, ~0.5 ms per point here; the schedule depends on the event count only, so it is
-deterministic and independent of batch sizes), and every document is assigned to the nearest
-centre with one vectorised distance computation.
+deterministic and independent of batch sizes). Every document is assigned to the nearest centre
+with one vectorised distance computation.
 
 Per (model_id, model_version) the state counts documents per cluster; per cluster it counts how
 often each feature fired, from which clusters are described by their most over-represented features
@@ -48,7 +50,7 @@ class StreamingClusters(StateComponent):
     dims
         Width of the random projection.
     warmup
-        Documents river learns from one by one before it starts sampling.
+        Documents buffered to place the initial centres (k-means++ and Lloyd).
     learn_every
         After the warm-up, river learns from one document in ``learn_every``.
     halflife
@@ -86,8 +88,9 @@ class StreamingClusters(StateComponent):
         rng = np.random.default_rng(seed)
         self._proj = rng.standard_normal((d_sae, dims)).astype(np.float32)
         self._model = KMeans(n_clusters=n_clusters, halflife=halflife, seed=seed)
-        self._seeded = 0  # centres placed on distinct documents so far (then river learns)
+        self._buffer: np.ndarray | None = np.zeros((0, dims), dtype=np.float32)  # warm-up only
         self._seen = 0  # documents assigned so far; drives the learning schedule
+        self._placed_at = 0  # buffer size when the centres were last placed
         self._docs: dict[VersionKey, np.ndarray] = {}
         self._fired = np.zeros((n_clusters, d_sae), dtype=np.int64)
 
@@ -114,8 +117,7 @@ class StreamingClusters(StateComponent):
     def update(self, batch: FeatureBatch) -> None:
         codes = batch.response
         x = self.project(codes.indptr, codes.indices)
-        for row in x[self._learn_rows(len(x))]:
-            self._learn(row)
+        self._learn(x)
         self._seen += len(x)
         labels = self.assign(x)
         for version, rows in group_rows(batch).items():
@@ -125,20 +127,28 @@ class StreamingClusters(StateComponent):
         flat = np.repeat(labels, lengths) * self.d_sae + codes.indices
         self._fired += np.bincount(flat, minlength=self._fired.size).reshape(self._fired.shape)
 
-    def _learn_rows(self, n: int) -> np.ndarray:
-        """Rows of the next ``n`` documents that river learns from (warm-up, then 1 in k)."""
-        seq = np.arange(self._seen, self._seen + n)
-        return np.flatnonzero((seq < self.warmup) | ((seq - self.warmup) % self.learn_every == 0))
+    def _learn(self, x: np.ndarray) -> None:
+        if self._buffer is not None:
+            take = x[: max(0, self.warmup - len(self._buffer))]
+            self._buffer = np.concatenate([self._buffer, take])
+            n = len(self._buffer)
+            # Re-place centres when the buffer has doubled (and at its end): O(log warmup) runs.
+            if n >= self.n_clusters and (n >= 2 * self._placed_at or n >= self.warmup):
+                self._set_centres(_kmeans(self._buffer, self.n_clusters, self.seed))
+                self._placed_at = n
+            if len(self._buffer) >= self.warmup:
+                self._buffer = None  # warm-up over: river takes it from here
+            x = x[len(take):]
+            first = self._seen + len(take)
+        else:
+            first = self._seen
+        seq = np.arange(first, first + len(x))
+        for row in x[(seq - self.warmup) % self.learn_every == 0]:
+            self._model.learn_one(dict(enumerate(row.tolist())))
 
-    def _learn(self, row: np.ndarray) -> None:
-        # River's random N(0, 1) initial centres leave most clusters empty on data that sits in a
-        # corner of the space; seeding each centre on a distinct document avoids that.
-        if self._seeded < self.n_clusters:
-            if self._seeded == 0 or np.abs(self.centres()[: self._seeded] - row).sum(1).min() > 0:
-                self._model.centers[self._seeded].update(enumerate(row.tolist()))
-                self._seeded += 1
-            return
-        self._model.learn_one(dict(enumerate(row.tolist())))
+    def _set_centres(self, centres: np.ndarray) -> None:
+        for c, centre in enumerate(np.asarray(centres, dtype=np.float64)):
+            self._model.centers[c].update(enumerate(centre.tolist()))
 
     def describe(self, cluster: int, k: int = 5) -> list[int]:
         """The ``k`` features most over-represented in ``cluster`` (smoothed lift)."""
@@ -172,8 +182,8 @@ class StreamingClusters(StateComponent):
         versions = sorted(self._docs)
         return {
             "d_sae": self.d_sae, "n_clusters": self.n_clusters, "dims": self.dims,
-            "seed": self.seed, "centres": self.centres(), "seeded": self._seeded,
-            "seen": self._seen,
+            "seed": self.seed, "centres": self.centres(), "seen": self._seen,
+            "buffer": self._buffer if self._buffer is not None else np.zeros((0, 0), np.float32),
             "versions": [key_to_str(v) for v in versions],
             "docs": np.stack([self._docs[v] for v in versions]) if versions else
                     np.zeros((0, self.n_clusters), dtype=np.int64),
@@ -189,9 +199,13 @@ class StreamingClusters(StateComponent):
             )
         self.__init__(*shape[:2], shape[2], self.warmup,  # type: ignore[misc]
                       self.learn_every, self.halflife, self.seed)
-        for c, centre in enumerate(np.asarray(snapshot["centres"], dtype=np.float64)):
-            self._model.centers[c].update(enumerate(centre.tolist()))
-        self._seeded, self._seen = int(snapshot["seeded"]), int(snapshot["seen"])
+        self._set_centres(snapshot["centres"])
+        self._seen = int(snapshot["seen"])
+        buffer = np.asarray(snapshot["buffer"], dtype=np.float32)
+        self._buffer = buffer.reshape(-1, self.dims) if buffer.size else None
+        self._placed_at = 0 if self._buffer is None else len(self._buffer)
+        if self._seen == 0:
+            self._buffer = np.zeros((0, self.dims), dtype=np.float32)
         for name, docs in zip(snapshot["versions"], snapshot["docs"], strict=True):
             self._docs[version_from_str(name)] = np.array(docs, dtype=np.int64)
         self._fired[:] = snapshot["fired"]
@@ -204,3 +218,25 @@ class StreamingClusters(StateComponent):
             mine = self._docs.setdefault(version, np.zeros(self.n_clusters, dtype=np.int64))
             np.add.at(mine, target, docs)
         np.add.at(self._fired, target, other._fired)
+
+
+LLOYD_ITERATIONS = 10  # enough to settle a k-means++ start on a few thousand points
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k-means++ seeding then Lloyd iterations; centres ``[k, dims]`` (seeded, deterministic)."""
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        d2 = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
+        total = d2.sum()
+        pick = rng.choice(len(x), p=d2 / total) if total > 0 else rng.integers(len(x))
+        centres.append(x[pick])
+    c = np.array(centres, dtype=np.float64)
+    for _ in range(LLOYD_ITERATIONS):
+        labels = np.argmin(((x[:, None, :] - c[None]) ** 2).sum(2), axis=1)
+        for j in range(k):
+            members = x[labels == j]
+            if len(members):
+                c[j] = members.mean(0)
+    return c

@@ -129,7 +129,8 @@ class RetrievalIndex(StateComponent):
         score = np.bincount(inv, weights=acts)
         matched = np.bincount(inv)
         ok = matched == len(wanted) if mode == "and" else matched > 0
-        ok &= np.array([self._version_ok(int(s), model_id, model_version) for s in uniq])
+        if model_id is not None or model_version is not None:
+            ok &= np.array([self._version_ok(int(s), model_id, model_version) for s in uniq])
         best = np.flatnonzero(ok)[np.lexsort((-uniq[ok], -score[ok]))][:limit]
         return [self._hit(int(uniq[b]), float(score[b]), feats[inv == b], field) for b in best]
 
@@ -223,12 +224,21 @@ class RetrievalIndex(StateComponent):
 def _strongest(
     indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, features and activations of each row's ``k`` strongest entries (vectorised)."""
+    """Rows, features and activations of each row's ``k`` strongest entries (vectorised).
+
+    Rows are padded into one ``[n, longest]`` matrix and ``np.partition`` finds each row's k-th
+    largest value in linear time; ties at the threshold may keep a few more than ``k``.
+    """
     lengths = np.diff(indptr)
     rows = np.repeat(np.arange(len(lengths)), lengths)
-    order = np.lexsort((-values.astype(np.float32), rows))
-    rank = np.arange(len(order)) - np.repeat(indptr[:-1], lengths)
-    keep = order[rank < k]
+    vals = values.astype(np.float32)
+    if len(lengths) == 0 or lengths.max() <= k:
+        return rows, indices.astype(np.int32), values.astype(np.float16)
+    col = np.arange(len(indices)) - np.repeat(indptr[:-1], lengths)
+    padded = np.full((len(lengths), int(lengths.max())), -np.inf, dtype=np.float32)
+    padded[rows, col] = vals
+    kth = -np.partition(-padded, k - 1, axis=1)[:, k - 1]
+    keep = vals >= kth[rows]
     return rows[keep], indices[keep].astype(np.int32), values[keep].astype(np.float16)
 
 

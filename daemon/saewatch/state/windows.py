@@ -98,14 +98,17 @@ class WindowedCounter(StateComponent):
         plausible = times[times <= time.time() + MAX_FUTURE_SKEW_S]
         if len(plausible):
             self._watermark = max(self._watermark, float(plausible.max()))
+        longest = max(self._buckets, key=self.settings.windows.__getitem__, default=None)
         for window in self._buckets:
             self._expire(window)
-            self._add(window, batch, times)
+            late = self._add(window, batch, times)
+            if window == longest:
+                self._late += late
 
-    def _add(self, window: str, batch: FeatureBatch, times: np.ndarray) -> None:
+    def _add(self, window: str, batch: FeatureBatch, times: np.ndarray) -> int:
+        """Add the batch's rows that fall into the window; return how many were too old."""
         width, oldest = self.bucket_seconds(window), self._oldest_bucket(window)
         index = np.floor(times / width).astype(np.int64)
-        self._late += int((index < oldest).sum()) if window == next(iter(self._buckets)) else 0
         for (model_id, version), rows in group_rows(batch).items():
             live = rows[index[rows] >= oldest]
             for b in np.unique(index[live]):
@@ -113,6 +116,7 @@ class WindowedCounter(StateComponent):
                 for field in TEXT_FIELDS:
                     self._add_rows(window, ((model_id, version, field), int(b)), batch, field,
                                    in_bucket)
+        return int((index < oldest).sum())
 
     def _add_rows(
         self, window: str, where: Bucket, batch: FeatureBatch, field: TextField, rows: np.ndarray
@@ -196,7 +200,7 @@ class WindowedCounter(StateComponent):
         for window, buckets in other._buckets.items():
             mine = self._buckets[window]
             for where, bucket in buckets.items():
-                target = mine.setdefault(where, _Bucket(self.d_sae))
+                target = mine.get(where) or mine.setdefault(where, _Bucket(self.d_sae))
                 target.docs += bucket.docs
                 target.fired += bucket.fired
                 target.act += bucket.act
