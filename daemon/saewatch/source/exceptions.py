@@ -1,7 +1,35 @@
-"""Errors of the source stage."""
+"""Errors of the source stage; each message says what to do."""
 
 from saewatch.errors import SaewatchError
 
 
 class SourceError(SaewatchError):
     """Something in the source stage failed."""
+
+
+class BrokerUnavailableError(SourceError):
+    """No Kafka broker answered; check kafka.bootstrap_servers and that the broker is up."""
+
+
+class DeadLetterError(SourceError):
+    """A dead letter could not be delivered; its offset is not committed (it will be re-read)."""
+
+
+class OffsetRegressionError(SourceError):
+    """An offset lower than one already committed was passed to commit(); fix the caller."""
+
+
+class SourceClosedError(SourceError):
+    """The source was closed (or asked to stop) before the call completed; open a new one."""
+
+
+class ReplayFileError(SourceError):
+    """A JSONL replay file is missing or unreadable; check the path (source.path / --file)."""
+
+
+class DatasetError(SourceError):
+    """The AlpacaEval data is missing or malformed; set SAEWATCH_DATA_DIR or check the name."""
+
+
+class ProduceError(SourceError):
+    """Publishing events failed; check the broker and the topic (the message names both)."""
