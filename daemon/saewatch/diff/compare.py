@@ -6,9 +6,12 @@ sequential test has alarmed (``sequential_alarm``; false-alarm rate ≤ ``alpha`
 stream), else ``no_drift``. The fixed-time Benjamini–Hochberg q-values pick and rank the features
 shown (``n_significant``, ``top_up``/``top_down``, ranked by the smoothed log-odds ratio).
 
-``drift_score`` is the summed absolute change in document frequency over the BH-significant
-features: the expected number of feature firings per document that changed. It is 0 when nothing
-is significant, so A/A comparisons give 0 (or a few hundredths when a false discovery slips in).
+``drift_score`` is the summed absolute change in document frequency over the features whose
+always-valid test has alarmed: the expected number of feature firings per document that changed,
+counting only changes confirmed at family-wise level ``alpha`` over the whole stream. It is 0
+whenever the verdict is not ``drift``, so A/A streams give 0 with probability at least
+``1 - alpha`` at every moment (a BH-based score would jump to ~0.1 on the 5% of A/A looks where a
+single false discovery slips through).
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def compare(
         message=(f"{int(alarms.sum())} feature(s) alarmed (always-valid, alpha="
                  f"{settings.alpha}); JS divergence {divergence:.4f} vs {expected:.4f} expected "
                  "for two samples of one source"),
-        drift_score=float(np.abs(tests.freq_b - tests.freq_a)[significant].sum()),
+        drift_score=float(np.abs(tests.freq_b - tests.freq_a)[alarms].sum()),
         divergence=divergence, n_significant=int(significant.sum()),
         sequential_alarm=bool(alarms.any()),
         top_up=deltas["up"], top_down=deltas["down"], computed_at=now,
