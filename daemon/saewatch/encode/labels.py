@@ -1,0 +1,210 @@
+"""Feature labels: the file format, reading a user's file, and deriving labels from a corpus.
+
+A labels file (``schemas/feature_labels.schema.json``) gives per SAE feature a short label,
+its top tokens and a few example snippets. The default SAE ships one derived from its top
+activating tokens in the training corpus; users can supply their own (e.g. converted from
+Neuronpedia explanations) through ``encode.labels_path``. Neuronpedia's export format
+(a JSON list of ``{"index": ..., "description": ...}``) is accepted as is.
+
+>>> labels = FeatureLabels.model_validate(
+...     {"d_sae": 4, "features": [{"feature": 2, "label": "code blocks"}]})
+>>> labels.label(2), labels.label(3)
+('code blocks', None)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from sae_lens import SAE
+
+from saewatch.config import EncodeSettings
+from saewatch.encode.default import default_labels_path
+from saewatch.encode.exceptions import LabelsError
+from saewatch.encode.train import ActivationSet
+
+logger = logging.getLogger(__name__)
+
+TOP_EXAMPLES = 24  # top activations kept per feature: enough for a stable top-token tally
+SNIPPETS = 4
+SNIPPET_TOKENS_BEFORE = 14
+SNIPPET_TOKENS_AFTER = 4
+MARK_OPEN, MARK_CLOSE = "\u27e6", "\u27e7"  # ⟦token⟧ marks the activating token in a snippet
+
+
+class FeatureLabel(BaseModel):
+    """What one SAE feature responds to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: int = Field(ge=0, description="SAE feature (latent) index.")
+    label: str = Field(max_length=200, description="Short human-readable label.")
+    top_tokens: list[str] = Field(default_factory=list, description="Most frequent top tokens.")
+    examples: list[str] = Field(
+        default_factory=list, description="Snippets; the activating token is marked ⟦like this⟧."
+    )
+    token_frequency: float | None = Field(
+        default=None, ge=0, le=1, description="Share of corpus tokens on which it fires."
+    )
+    max_activation: float | None = Field(default=None, description="Largest activation seen.")
+
+
+class FeatureLabels(BaseModel):
+    """A labels file: labels for (some of) the features of one SAE."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="FeatureLabels")
+
+    sae_id: str | None = Field(default=None, description="Which SAE the labels describe.")
+    d_sae: int | None = Field(default=None, gt=0, description="The SAE's number of features.")
+    method: str | None = Field(default=None, description="How the labels were made.")
+    features: list[FeatureLabel]
+    _by_index: dict[int, FeatureLabel] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        self._by_index = {f.feature: f for f in self.features}
+
+    def get(self, feature: int) -> FeatureLabel | None:
+        return self._by_index.get(feature)
+
+    def label(self, feature: int) -> str | None:
+        """The short label of ``feature``, or ``None`` when the file has none."""
+        entry = self._by_index.get(feature)
+        return entry.label if entry is not None else None
+
+
+def load_labels(path: Path, d_sae: int | None = None) -> FeatureLabels:
+    """Read a labels file (saewatch or Neuronpedia format) and check it fits the SAE.
+
+    Raises
+    ------
+    LabelsError
+        Missing file, invalid content, or feature indices beyond ``d_sae``.
+    """
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LabelsError(f"cannot read labels file {path}: {exc}") from exc
+    if isinstance(raw, list):  # Neuronpedia explanations export
+        raw = {"method": "neuronpedia", "features": [_from_neuronpedia(e) for e in raw]}
+    try:
+        labels = FeatureLabels.model_validate(raw)
+    except ValidationError as exc:
+        raise LabelsError(
+            f"labels file {path} does not match schemas/feature_labels.schema.json: {exc}"
+        ) from exc
+    too_big = [f.feature for f in labels.features if d_sae is not None and f.feature >= d_sae]
+    if too_big:
+        raise LabelsError(
+            f"labels file {path} labels feature {too_big[0]} but the SAE has {d_sae} features"
+        )
+    return labels
+
+
+def labels_for_settings(settings: EncodeSettings, d_sae: int) -> FeatureLabels | None:
+    """The configured labels file, else the shipped one when the default SAE is used."""
+    path = settings.labels_path
+    if path is None and settings.sae is None and default_labels_path().is_file():
+        path = default_labels_path()
+    return load_labels(path, d_sae) if path is not None else None
+
+
+def _from_neuronpedia(entry: object) -> dict[str, object]:
+    if not isinstance(entry, dict) or "index" not in entry:
+        raise LabelsError("Neuronpedia labels need objects with 'index' and 'description'")
+    return {"feature": int(entry["index"]), "label": str(entry.get("description", ""))[:200]}
+
+
+@torch.no_grad()
+def top_activations(
+    sae: SAE, acts: np.ndarray, k: int = TOP_EXAMPLES, chunk: int = 8192
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per feature the ``k`` largest activations ``[k, d_sae]``, their token rows and fire counts."""
+    d_sae = int(sae.cfg.d_sae)
+    best_v = torch.full((k, d_sae), -1.0)
+    best_i = torch.zeros((k, d_sae), dtype=torch.long)
+    counts = torch.zeros(d_sae, dtype=torch.long)
+    for start in range(0, len(acts), chunk):
+        feats = sae.encode(torch.from_numpy(acts[start : start + chunk]).float())
+        counts += (feats > 0).sum(0)
+        top_k = min(k, feats.shape[0])
+        v, i = feats.topk(top_k, dim=0)
+        merged_v = torch.cat([best_v, v])
+        merged_i = torch.cat([best_i, i + start])
+        order = merged_v.topk(k, dim=0).indices
+        best_v = merged_v.gather(0, order)
+        best_i = merged_i.gather(0, order)
+    return best_v, best_i, counts
+
+
+def build_labels(
+    sae: SAE, data: ActivationSet, tokenizer: Any, sae_id: str | None = None
+) -> FeatureLabels:
+    """Label every feature by its top activating tokens and contexts in ``data``."""
+    values, rows, counts = top_activations(sae, data.acts)
+    vocab = _TokenText(tokenizer)
+    features = []
+    for f in range(int(sae.cfg.d_sae)):
+        active = values[:, f] > 0
+        if not bool(active.any()):
+            features.append(
+                FeatureLabel(feature=f, label="(never fired in the corpus)", token_frequency=0.0)
+            )
+            continue
+        hits = rows[:, f][active].tolist()
+        tally = Counter(vocab.token(int(data.token_ids[r])) for r in hits)
+        top_tokens = [t for t, _ in tally.most_common(5)]
+        shown = [t.strip() or repr(t) for t in top_tokens[:3]]
+        features.append(
+            FeatureLabel(
+                feature=f,
+                label=" / ".join(dict.fromkeys(shown))[:200],
+                top_tokens=top_tokens,
+                examples=[_snippet(data, r, vocab) for r in hits[:SNIPPETS]],
+                token_frequency=float(counts[f]) / len(data.acts),
+                max_activation=round(float(values[0, f]), 3),
+            )
+        )
+    return FeatureLabels(
+        sae_id=sae_id,
+        d_sae=int(sae.cfg.d_sae),
+        method=f"top {TOP_EXAMPLES} activating tokens over {len(data.acts)} corpus tokens",
+        features=features,
+    )
+
+
+class _TokenText:
+    """Decodes single tokens once each (labels decode the same tokens thousands of times)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._cache: dict[int, str] = {}
+
+    def token(self, token_id: int) -> str:
+        if token_id not in self._cache:
+            self._cache[token_id] = self._tokenizer.decode([token_id])
+        return self._cache[token_id]
+
+    def text(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids))
+
+
+def _snippet(data: ActivationSet, row: int, vocab: _TokenText) -> str:
+    doc = data.doc_ids[row]
+    lo = row
+    while lo > 0 and row - lo < SNIPPET_TOKENS_BEFORE and data.doc_ids[lo - 1] == doc:
+        lo -= 1
+    hi = row + 1
+    while hi < len(data.doc_ids) and hi - row <= SNIPPET_TOKENS_AFTER and data.doc_ids[hi] == doc:
+        hi += 1
+    ids = data.token_ids
+    before = vocab.text(ids[lo:row].tolist())
+    after = vocab.text(ids[row + 1 : hi].tolist())
+    text = f"{before}{MARK_OPEN}{vocab.token(int(ids[row]))}{MARK_CLOSE}{after}"
+    return " ".join(text.split())[:300]

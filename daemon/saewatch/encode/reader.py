@@ -1,0 +1,226 @@
+"""Hook activations of many texts: length-sorted buckets, dynamic padding, OOM back-off.
+
+:class:`ActivationReader` owns a (truncated) base model and reads the residual stream at one
+hook for the text tokens only. It is shared by the SAE encoder, SAE training and the dense
+embedding baseline, so all three see exactly the same activations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from saewatch.encode.exceptions import EncodeError
+from saewatch.encode.model import (
+    HookPoint,
+    base_model_of,
+    decoder_layers,
+    hook_module,
+    run_to_hook,
+    truncate_to_hook,
+)
+from saewatch.encode.text import TextTokenizer, TokenizedText
+from saewatch.models import TextField
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16"]
+T = TypeVar("T")
+# A batch never holds more documents than this, however short: bounds per-batch Python work
+# and the dense [batch, d_sae] pooling buffer.
+MAX_DOCS_PER_BATCH = 512
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Hook activations of the text tokens of some documents.
+
+    ``acts[i]`` belongs to document ``docs[doc_index[i]]`` (an index into the caller's list)
+    and is token ``token_ids[i]``.
+    """
+
+    docs: list[int]
+    acts: torch.Tensor  # [n_tokens, d_model], float32
+    doc_index: torch.Tensor  # [n_tokens], int64, position in ``docs``
+    token_ids: torch.Tensor  # [n_tokens], int64
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` means CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EncodeError("encode.device=cuda but no CUDA device is available; use auto or cpu")
+    return torch.device(device)
+
+
+def plan_batches(lengths: Sequence[int], max_tokens_per_batch: int) -> list[list[int]]:
+    """Group document indices into batches of similar length under a padded-token budget.
+
+    >>> plan_batches([5, 1, 4, 2], max_tokens_per_batch=8)
+    [[1, 3], [2], [0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted ascending, so the newest document sets the padded length.
+        fits = (len(current) + 1) * lengths[i] <= max_tokens_per_batch
+        if current and (not fits or len(current) >= MAX_DOCS_PER_BATCH):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class ActivationReader:
+    """Reads hook activations of texts' own tokens with an early-exit model.
+
+    Parameters
+    ----------
+    model
+        A transformers causal LM or base model; its layers after the hook are dropped in place.
+    tokenizer
+        Its tokenizer.
+    hook
+        Where to read the residual stream.
+    device
+        ``auto``, ``cpu`` or ``cuda``.
+    precision
+        ``auto``: bf16 weights on CUDA, fp32 on CPU; ``bf16`` on CPU uses bf16 autocast.
+    max_tokens_per_text, max_tokens_per_batch, use_chat_template
+        As in :class:`saewatch.config.EncodeSettings`.
+    early_exit
+        Drop the layers after the hook (default); ``False`` only to measure what it saves.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: object,
+        hook: HookPoint,
+        device: str = "auto",
+        precision: Precision = "auto",
+        max_tokens_per_text: int = 256,
+        max_tokens_per_batch: int = 8192,
+        use_chat_template: bool = True,
+        early_exit: bool = True,
+    ) -> None:
+        self.hook = hook
+        self.device = resolve_device(device)
+        self.precision: Precision = precision
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.text = TextTokenizer(tokenizer, max_tokens_per_text, use_chat_template)
+        self._base = base_model_of(model)
+        self.n_layers_total = len(decoder_layers(self._base))
+        self.early_exit = early_exit
+        # Without early exit (benchmarks only) the whole stack runs and the hook is still read.
+        self.n_layers_kept = (
+            truncate_to_hook(self._base, hook) if early_exit else self.n_layers_total
+        )
+        self._autocast = self.device.type == "cpu" and precision == "bf16"
+        weights_bf16 = self.device.type == "cuda" and precision != "fp32"
+        self._base.to(device=self.device, dtype=torch.bfloat16 if weights_bf16 else torch.float32)
+        self._base.eval()
+        self._module = hook_module(self._base, hook)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self._pad_id = int(pad) if pad is not None else 0
+        self.d_model = int(self._base.config.hidden_size)
+        # The budget shrinks after a CUDA out-of-memory error, so later batches fit at once.
+        self._token_budget = max_tokens_per_batch
+
+    def tokenize(self, texts: Sequence[str], field: TextField) -> list[TokenizedText]:
+        return self.text.tokenize(texts, field)
+
+    def iter_batches(self, docs: Sequence[TokenizedText]) -> Iterator[TokenBatch]:
+        """Yield activations batch by batch; every document with tokens appears exactly once."""
+        yield from self.map_batches(docs, lambda batch: batch)
+
+    def map_batches(
+        self, docs: Sequence[TokenizedText], fn: Callable[[TokenBatch], T]
+    ) -> Iterator[T]:
+        """Yield ``fn(activations)`` per batch; forward and ``fn`` are retried together on OOM.
+
+        On CUDA out-of-memory the batch is halved and both halves are retried, down to one
+        text: no document is ever dropped. Documents without tokens are skipped.
+        """
+        lengths = [len(d.ids) for d in docs]
+        wanted = [i for i in range(len(docs)) if docs[i].n_tokens > 0]
+        for plan in plan_batches([lengths[i] for i in wanted], self._token_budget):
+            group = [wanted[j] for j in plan]
+            yield from self._with_oom_retry(group, lambda g: fn(self._forward(docs, g)))
+
+    def _with_oom_retry(self, group: list[int], fn: Callable[[list[int]], T]) -> list[T]:
+        try:
+            return [fn(group)]
+        except torch.cuda.OutOfMemoryError as exc:
+            if len(group) == 1:
+                raise EncodeError(
+                    "CUDA out of memory on a single text: lower encode.max_tokens_per_text"
+                ) from exc
+            torch.cuda.empty_cache()
+            self._token_budget = max(64, self._token_budget // 2)
+            logger.warning(
+                "CUDA out of memory on %d texts; halving (token budget now %d)",
+                len(group),
+                self._token_budget,
+            )
+            mid = len(group) // 2
+            return self._with_oom_retry(group[:mid], fn) + self._with_oom_retry(group[mid:], fn)
+
+    def _forward(self, docs: Sequence[TokenizedText], group: list[int]) -> TokenBatch:
+        width = max(len(docs[i].ids) for i in group)
+        input_ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((len(group), width), dtype=torch.long)
+        text_mask = torch.zeros((len(group), width), dtype=torch.bool)
+        for row, i in enumerate(group):
+            ids = docs[i].ids
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention[row, : len(ids)] = 1
+            text_mask[row, docs[i].start : len(ids)] = True
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if self._autocast
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            acts = run_to_hook(
+                self._base,
+                self._module,
+                input_ids.to(self.device),
+                attention.to(self.device),
+            )
+            mask = text_mask.to(self.device)
+            selected = acts[mask].float()
+        rows = text_mask.nonzero(as_tuple=True)[0]
+        return TokenBatch(
+            docs=group,
+            acts=selected,
+            doc_index=rows.to(self.device),
+            token_ids=input_ids[text_mask],
+        )
+
+    def dense_embed(self, texts: Sequence[str], field: TextField = "response") -> np.ndarray:
+        """Mean-pooled hook activations per text, ``[len(texts), d_model]`` float32.
+
+        The dense-embedding baseline for drift detection; empty texts give zero rows.
+        """
+        docs = self.tokenize(texts, field)
+        out = np.zeros((len(docs), self.d_model), dtype=np.float32)
+        for batch in self.iter_batches(docs):
+            with torch.inference_mode():
+                sums = torch.zeros(len(batch.docs), self.d_model, device=batch.acts.device)
+                sums.index_add_(0, batch.doc_index, batch.acts)
+                counts = torch.bincount(batch.doc_index, minlength=len(batch.docs))
+                means = sums / counts.clamp(min=1).unsqueeze(1).float()
+            out[batch.docs] = means.cpu().numpy()
+        return out

@@ -1,0 +1,256 @@
+"""Training a TopK SAE (sae-lens classes) on hook activations of the encoder's own pipeline.
+
+Activations come from :class:`~saewatch.encode.reader.ActivationReader`, so the SAE sees
+exactly the tokens the encoder will pool (template, BOS and padding excluded). Inputs are
+scaled to an average norm of ``sqrt(d_in)`` while training (so learning rates do not depend on
+the model's residual scale) and the scale is folded into the saved weights: the saved SAE takes
+raw activations, ``normalize_activations="none"``, and loads with ``SAE.load_from_disk``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sae_lens import SAE, TopKSAE, TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.saes.sae import SAEMetadata, TrainStepInput
+
+from saewatch.encode.exceptions import TrainingError
+from saewatch.encode.reader import ActivationReader
+from saewatch.models import TextField
+
+logger = logging.getLogger(__name__)
+
+# A feature that has not fired for this many training tokens counts as dead and gets the
+# TopK auxiliary loss (the AuxK heuristic of Gao et al. 2024 uses a window of ~10M tokens;
+# our runs see ~1M tokens, so the window is scaled down).
+DEAD_AFTER_TOKENS = 200_000
+# Texts tokenized and forwarded per step of extraction: big enough for length bucketing,
+# small enough not to overshoot the token target by much.
+EXTRACT_CHUNK = 64
+
+
+@dataclass
+class ActivationSet:
+    """Hook activations of text tokens with their token ids and source documents."""
+
+    acts: np.ndarray  # [n, d_in] float16
+    token_ids: np.ndarray  # [n] int32
+    doc_ids: np.ndarray  # [n] int32, index into ``texts``
+    texts: list[str]
+
+    def save(self, path: Path) -> None:
+        np.savez(
+            path,
+            acts=self.acts,
+            token_ids=self.token_ids,
+            doc_ids=self.doc_ids,
+            texts=np.asarray(self.texts, dtype=object),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> ActivationSet:
+        data = np.load(path, allow_pickle=True)
+        return cls(data["acts"], data["token_ids"], data["doc_ids"], list(data["texts"]))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of :func:`train_topk_sae`."""
+
+    d_sae: int = 4096
+    k: int = 32
+    batch_size: int = 4096
+    epochs: float = 2.0
+    lr: float = 4e-4
+    warmup_steps: int = 50
+    aux_loss_coefficient: float = 1.0 / 32
+    seed: int = 0
+
+
+def extract_activations(
+    reader: ActivationReader,
+    texts: Sequence[tuple[str, TextField]],
+    max_tokens: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> ActivationSet:
+    """Read hook activations of ``texts`` (in the given order) until ``max_tokens`` tokens."""
+    acts: list[np.ndarray] = []
+    tokens: list[np.ndarray] = []
+    docs: list[np.ndarray] = []
+    kept: list[str] = []
+    total = 0
+    for start in range(0, len(texts), EXTRACT_CHUNK):
+        chunk = texts[start : start + EXTRACT_CHUNK]
+        tokenized = [reader.tokenize([t], f)[0] for t, f in chunk]
+        for batch in reader.iter_batches(tokenized):
+            acts.append(batch.acts.to(torch.float16).cpu().numpy())
+            tokens.append(batch.token_ids.cpu().numpy().astype(np.int32))
+            local = batch.doc_index.cpu().numpy()
+            docs.append((np.asarray(batch.docs)[local] + len(kept)).astype(np.int32))
+            total += len(local)
+        kept.extend(t for t, _ in chunk)
+        if progress is not None:
+            progress(total, max_tokens)
+        if total >= max_tokens:
+            break
+    if not acts:
+        raise TrainingError("no tokens to train on: the corpus is empty")
+    return ActivationSet(np.concatenate(acts), np.concatenate(tokens), np.concatenate(docs), kept)
+
+
+def train_topk_sae(
+    acts: np.ndarray,
+    config: TrainConfig,
+    metadata: dict[str, object],
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> TopKSAE:
+    """Train a TopK SAE on ``acts`` ``[n, d_in]`` and return the inference SAE (raw inputs).
+
+    ``metadata`` goes into ``cfg.json`` (it must name ``hook_name`` and ``model_name``).
+    """
+    if "hook_name" not in metadata:
+        raise TrainingError("SAE metadata needs hook_name (e.g. blocks.12.hook_resid_post)")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    data = torch.from_numpy(acts)
+    scale = math.sqrt(acts.shape[1]) / float(data[:100_000].float().norm(dim=1).mean())
+    sae = _new_training_sae(acts.shape[1], config, metadata)
+    with torch.no_grad():
+        sae.b_dec.data = (data[:100_000].float() * scale).mean(0)
+    optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=(0.9, 0.999))
+    n_steps = max(1, int(config.epochs * len(data) / config.batch_size))
+    schedule = _lr_schedule(n_steps, config.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    since_fired = torch.zeros(config.d_sae, dtype=torch.long)
+    order = rng.permutation(len(data))
+    cursor = 0
+    for step in range(n_steps):
+        if cursor + config.batch_size > len(order):
+            order, cursor = rng.permutation(len(data)), 0
+        idx = torch.from_numpy(order[cursor : cursor + config.batch_size])
+        cursor += config.batch_size
+        x = data[idx].float() * scale
+        out = sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=x,
+                coefficients={},
+                dead_neuron_mask=since_fired > DEAD_AFTER_TOKENS,
+                n_training_steps=step,
+                is_logging_step=False,
+            )
+        )
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            fired = (out.feature_acts > 0).any(0)
+            since_fired += len(x)
+            since_fired[fired] = 0
+        if progress is not None and (step % 20 == 0 or step == n_steps - 1):
+            mse = float(out.losses["mse_loss"].detach())
+            fve = 1.0 - mse / float((x - x.mean(0)).pow(2).sum(-1).mean())
+            dead = float((since_fired > DEAD_AFTER_TOKENS).float().mean())
+            progress(
+                step + 1, n_steps, {"fve": fve, "dead": dead, "loss": float(out.loss.detach())}
+            )
+    return _to_inference(sae, scale)
+
+
+def _new_training_sae(
+    d_in: int, config: TrainConfig, metadata: dict[str, object]
+) -> TopKTrainingSAE:
+    cfg = TopKTrainingSAEConfig(
+        d_in=d_in,
+        d_sae=config.d_sae,
+        k=config.k,
+        dtype="float32",
+        device="cpu",
+        apply_b_dec_to_input=True,
+        normalize_activations="none",
+        aux_loss_coefficient=config.aux_loss_coefficient,
+        rescale_acts_by_decoder_norm=True,
+        metadata=SAEMetadata(**metadata),
+    )
+    return TopKTrainingSAE(cfg)
+
+
+def _lr_schedule(n_steps: int, warmup: int) -> Callable[[int], float]:
+    decay_from = int(0.8 * n_steps)  # linear decay to 0 over the last 20%
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if step >= decay_from:
+            return max(0.0, (n_steps - step) / max(1, n_steps - decay_from))
+        return 1.0
+
+    return factor
+
+
+@torch.no_grad()
+def _to_inference(sae: TopKTrainingSAE, scale: float) -> TopKSAE:
+    """Inference SAE taking raw activations: decoder norms and the input scale folded in."""
+    state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+    sae.process_state_dict_for_saving_inference(state)  # unit-norm decoder rows
+    cfg_dict = sae.cfg.get_inference_sae_cfg_dict()
+    cfg_dict["rescale_acts_by_decoder_norm"] = False  # rows have unit norm after the fold
+    inference = TopKSAE(TopKSAE.get_sae_config_class_for_architecture("topk").from_dict(cfg_dict))
+    inference.load_state_dict(state)
+    # encode(s*x): (s*x - b) W + c = (x - b/s)(s W) + c;  decode: (f D + b) / s.
+    inference.W_enc.mul_(scale)
+    inference.W_dec.div_(scale)
+    inference.b_dec.div_(scale)
+    return inference.eval()
+
+
+@dataclass(frozen=True)
+class SaeEvaluation:
+    """Held-out quality of an SAE."""
+
+    tokens: int
+    fve: float  # 1 - SSE / total variance around the mean
+    mean_l0: float
+    dead_share: float  # features that never fired on these tokens
+    mse: float
+
+
+@torch.no_grad()
+def evaluate_sae(sae: SAE, acts: np.ndarray, chunk: int = 8192) -> SaeEvaluation:
+    """FVE, mean L0 and dead-feature share of ``sae`` on ``acts``."""
+    sse = sst_sum = sumsq = l0 = 0.0
+    total = torch.zeros(acts.shape[1], dtype=torch.float64)
+    ever = torch.zeros(int(sae.cfg.d_sae), dtype=torch.bool)
+    for start in range(0, len(acts), chunk):
+        x = torch.from_numpy(acts[start : start + chunk]).float()
+        feats = sae.encode(x)
+        sse += float((sae.decode(feats) - x).double().pow(2).sum())
+        sumsq += float(x.double().pow(2).sum())
+        total += x.double().sum(0)
+        l0 += float((feats > 0).sum())
+        ever |= (feats > 0).any(0)
+    n = len(acts)
+    sst_sum = sumsq - float(total.pow(2).sum()) / n
+    return SaeEvaluation(
+        tokens=n,
+        fve=1.0 - sse / sst_sum,
+        mean_l0=l0 / n,
+        dead_share=float((~ever).float().mean()),
+        mse=sse / n,
+    )
+
+
+def save_sae_fp16(sae: SAE, directory: Path) -> None:
+    """Save with ``save_model`` in float16 (half the size; loads back as float32)."""
+    started = time.monotonic()
+    sae.to(dtype=torch.float16)
+    sae.save_model(directory)
+    sae.to(dtype=torch.float32)
+    logger.info("saved SAE to %s in %.1f s", directory, time.monotonic() - started)

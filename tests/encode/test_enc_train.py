@@ -1,0 +1,110 @@
+"""Train a tiny SAE for a few steps, save, load, encode: same codes; labels from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _encode_support import TINY_HIDDEN, make_tiny_llama
+from transformers import PreTrainedTokenizerBase
+
+from saewatch.config import EncodeSettings, SaeRef
+from saewatch.encode.encoder import SAEEncoder
+from saewatch.encode.labels import MARK_OPEN, build_labels, load_labels
+from saewatch.encode.model import parse_hook_name
+from saewatch.encode.reader import ActivationReader
+from saewatch.encode.sae import LoadedSae, SaeExpectations, load_sae
+from saewatch.encode.train import (
+    ActivationSet,
+    TrainConfig,
+    evaluate_sae,
+    extract_activations,
+    save_sae_fp16,
+    train_topk_sae,
+)
+
+HOOK = "blocks.2.hook_resid_post"
+CORPUS = [
+    "Sure! Here is a short poem about the sea and the sky.",
+    "To install the package, run pip install and then import it.",
+    "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)",
+    "The capital of France is Paris. It is known for the Eiffel Tower.",
+    "I'm sorry, but I can't help with that request.",
+    "1. Preheat the oven.\n2. Mix flour and sugar.\n3. Bake for 20 minutes.",
+] * 4
+
+
+@pytest.fixture(scope="module")
+def trained(tokenizer: PreTrainedTokenizerBase, tmp_path_factory: pytest.TempPathFactory):
+    reader = ActivationReader(
+        make_tiny_llama(len(tokenizer)), tokenizer, parse_hook_name(HOOK), device="cpu"
+    )
+    data = extract_activations(reader, [(t, "response") for t in CORPUS], max_tokens=10_000)
+    config = TrainConfig(d_sae=64, k=4, batch_size=64, epochs=30, lr=3e-3, warmup_steps=5)
+    sae = train_topk_sae(data.acts, config, metadata={"hook_name": HOOK, "model_name": "tiny"})
+    out = tmp_path_factory.mktemp("sae")
+    save_sae_fp16(sae, out)
+    return data, sae, out
+
+
+def _encoder(tokenizer: PreTrainedTokenizerBase, loaded: LoadedSae) -> SAEEncoder:
+    settings = EncodeSettings(device="cpu")
+    return SAEEncoder.from_parts(make_tiny_llama(len(tokenizer)), tokenizer, loaded, settings)
+
+
+def test_extraction_keeps_text_tokens_with_their_documents(trained) -> None:
+    data, _, _ = trained
+    assert data.acts.shape[1] == TINY_HIDDEN and data.acts.dtype == np.float16
+    assert len(data.acts) == len(data.token_ids) == len(data.doc_ids)
+    assert sorted(set(data.doc_ids.tolist())) == list(range(len(CORPUS)))
+
+
+def test_training_learns_a_sparse_reconstruction(trained) -> None:
+    data, sae, _ = trained
+    result = evaluate_sae(sae, data.acts)
+    assert result.mean_l0 == pytest.approx(4.0)
+    assert result.fve > 0.5  # far better than the mean (0) after a few hundred steps
+
+
+def test_saved_sae_loads_with_sae_lens_and_encodes_identically(
+    trained, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    _, sae, out = trained
+    assert json.loads((out / "cfg.json").read_text())["metadata"]["hook_name"] == HOOK
+    loaded = load_sae(SaeRef(path=out), torch.device("cpu"))
+    assert loaded.hook_name == HOOK and loaded.sae.cfg.d_sae == 64
+    # The weights were stored in float16: compare against the same rounding in memory.
+    in_memory = sae.to(dtype=torch.float16).to(dtype=torch.float32)
+    reference = LoadedSae(in_memory, HOOK, "mem", None, SaeExpectations(0.0, None, "test"))
+    a = _encoder(tokenizer, loaded).encode_texts(CORPUS[:6], "response")
+    b = _encoder(tokenizer, reference).encode_texts(CORPUS[:6], "response")
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.indptr.tolist() == b.indptr.tolist()
+
+
+def test_activation_cache_round_trips(trained, tmp_path: Path) -> None:
+    data, _, _ = trained
+    data.save(tmp_path / "acts.npz")
+    back = ActivationSet.load(tmp_path / "acts.npz")
+    np.testing.assert_array_equal(back.acts, data.acts)
+    assert back.texts == data.texts
+
+
+def test_labels_name_top_tokens_and_mark_snippets(
+    trained, tokenizer: PreTrainedTokenizerBase, tmp_path: Path
+) -> None:
+    data, sae, _ = trained
+    labels = build_labels(sae, data, tokenizer, sae_id="tiny")
+    assert labels.d_sae == 64 and len(labels.features) == 64
+    live = [f for f in labels.features if f.top_tokens]
+    assert live, "some features must fire on the corpus"
+    for f in live:
+        assert f.label and f.examples and MARK_OPEN in f.examples[0]
+        assert 0 < (f.token_frequency or 0) <= 1
+    path = tmp_path / "labels.json"
+    path.write_text(labels.model_dump_json())
+    assert load_labels(path, d_sae=64).label(live[0].feature) == live[0].label
