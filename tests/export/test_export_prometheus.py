@@ -1,0 +1,98 @@
+"""A real Prometheus scraping the real exporter: alerts fire on drift, not on A/A, and every
+metric name the rules and dashboards use is really exported."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from drift_reports import BASELINE, CANDIDATE, MODEL_ID, aa_report, drift_report, exercise_pipeline
+from export_harness import ExporterFactory
+from http_helpers import fetch
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_harness import RULES_DIR, PrometheusServer, fast_rules
+from promql_names import names_used, recorded_names
+
+pytestmark = pytest.mark.prometheus
+
+StartPrometheus = Callable[..., PrometheusServer]
+FOR = "3s"  # every alert's `for:` in the test copy of the rules
+DRIFT_LABELS = {
+    "alertname": "SaewatchBehaviouralDrift",
+    "model_id": MODEL_ID,
+    "field": "response",
+    "baseline": BASELINE,
+    "candidate": CANDIDATE,
+    "kind": "versions",
+    "severity": "warning",
+}
+
+
+def test_drift_alert_fires_for_a_drifting_report(
+    exporter: ExporterFactory, prometheus: StartPrometheus, tmp_path: Path
+) -> None:
+    ex = exporter(report=drift_report())
+    prom = prometheus([ex.target], fast_rules(tmp_path / "rules", FOR))
+    firing = prom.wait_for_alert("SaewatchBehaviouralDrift", timeout=60)
+    assert [a["labels"] for a in firing] == [DRIFT_LABELS]
+    assert firing[0]["annotations"]["summary"] == (
+        f"{MODEL_ID} responses drifted: {BASELINE} -> {CANDIDATE}"
+    )
+    # The starved release candidate in the same report raises its own alert.
+    (starved,) = prom.wait_for_alert("SaewatchNewVersionTooFewEvents", timeout=30)
+    assert starved["labels"]["candidate"] == "2026-11-25-rc1"
+
+
+def test_aa_report_does_not_fire_until_drift_is_published(
+    exporter: ExporterFactory, prometheus: StartPrometheus, tmp_path: Path
+) -> None:
+    ex = exporter(report=aa_report())
+    prom = prometheus([ex.target], fast_rules(tmp_path / "rules", FOR))
+    recorded = prom.wait_until(
+        lambda: prom.query("saewatch:comparison_drift_detected:max"), 60, "the recording rule"
+    )
+    assert [r["value"][1] for r in recorded] == ["0"]
+    # Rules evaluate every second: 5 s is longer than `for:` (3 s), so a drift alert on this
+    # data would be firing by now.
+    time.sleep(5)
+    assert prom.alerts("SaewatchBehaviouralDrift") == []
+    # The same pipeline alerts as soon as the diff publishes a drifting report.
+    ex.holder.publish(drift_report(generated_at=aa_report().generated_at))
+    firing = prom.wait_for_alert("SaewatchBehaviouralDrift", timeout=60)
+    assert [a["labels"]["candidate"] for a in firing] == [CANDIDATE]
+
+
+def test_metric_names_in_rules_and_dashboards_are_exported(
+    exporter: ExporterFactory, prometheus: StartPrometheus
+) -> None:
+    ex = exporter(report=drift_report())
+    exercise_pipeline(ex.metrics)
+    prom = prometheus([ex.target], sorted(RULES_DIR.glob("*.yml")))
+    recorded = recorded_names()
+    prom.wait_until(lambda: recorded <= prom.metric_names(), 60, "every recording rule")
+    used = names_used()
+    assert len(used) > 30
+    missing = {n: sorted(files) for n, files in used.items() if n not in prom.metric_names()}
+    assert not missing, f"used in PromQL but never exported or recorded: {missing}"
+    # The exporter's own scrape agrees for the raw (non-recorded) names.
+    scraped = {
+        s.name
+        for f in text_string_to_metric_families(fetch(ex.url + "/metrics").text)
+        for s in f.samples
+    }
+    assert {n for n in used if ":" not in n} <= scraped
+
+
+def test_scrape_with_bearer_token(exporter: ExporterFactory, prometheus: StartPrometheus) -> None:
+    ex = exporter(report=drift_report(), bearer_token="prom-token")
+    prom = prometheus([ex.target], bearer_token="prom-token")
+    up = prom.wait_until(lambda: prom.query('up{job="saewatch"} == 1'), 60, "a successful scrape")
+    assert up[0]["metric"]["instance"] == ex.target
+    score = prom.wait_until(
+        lambda: prom.query(f'saewatch_comparison_drift_score{{candidate="{CANDIDATE}"}}'),
+        30,
+        "the drift score",
+    )
+    assert float(score[0]["value"][1]) == 7.85
