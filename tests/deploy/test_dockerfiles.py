@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
+import os
 import re
 import shlex
 import shutil
@@ -178,3 +179,17 @@ def test_hadolint(name: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_model_prewarm_step_fills_the_cache(tmp_path: Path) -> None:
+    """The Dockerfile's build-time conversion, run as written, leaves the model where it looks."""
+    text = (DOCKER_DIR / "Dockerfile.cpu").read_text()
+    snippet = re.search(r'python -c "([^"]+)"', text.split('PREWARM_MODEL" = "1"')[1]).group(1)
+    check = re.search(r'test -f "\$SAEWATCH_CACHE_DIR/([^"]+)"', text).group(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAEWATCH_")}
+    env["SAEWATCH_CACHE_DIR"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", snippet], env=env, check=True, timeout=600)
+    assert (tmp_path / check).is_file()
+    config = json.loads((tmp_path / check).read_text())
+    assert config["num_hidden_layers"] > 0 and config["hidden_size"] > 0
