@@ -167,6 +167,19 @@ def yaml_paths(data: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, .
             yield from yaml_paths(value, (*prefix, str(key)))
 
 
+def check_cli(args: list[str]) -> None:
+    """The role command and its flags parse with the real CLI, once the role is registered."""
+    import pytest
+
+    from saewatch.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    if args[0] not in commands:
+        pytest.skip(f"`saewatch {args[0]}` is not registered in saewatch.cli yet")
+    assert parser.parse_args(args).command == args[0]
+
+
 def rule_files() -> list[Path]:
     if not RULES_DIR.is_dir():
         return []

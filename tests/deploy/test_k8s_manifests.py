@@ -26,6 +26,7 @@ from _deploy_support import (
     K8S_DIR,
     NON_SETTINGS_ENV,
     ROOT,
+    check_cli,
     dashboard_files,
     dockerfile_env,
     env_to_path,
@@ -248,13 +249,7 @@ def test_workload_probes_ports_and_args(name: str) -> None:
         assert container[probe]["httpGet"] == {"path": path, "port": "http-metrics"}, probe
     args = container["args"]
     assert args[0] == ROLE_OF[name]
-    from saewatch.cli import build_parser
-
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    if args[0] not in commands:
-        pytest.skip(f"`saewatch {args[0]}` is not registered in saewatch.cli yet")
-    assert parser.parse_args(args).command == args[0]
+    check_cli(args)
 
 
 @pytest.mark.parametrize("name", sorted(ROLE_OF))

@@ -1,23 +1,24 @@
-"""Deployment files: compose stack and Kubernetes manifests, validated offline.
+"""Deployment files: strict YAML everywhere, the compose stack, and the rules and dashboards.
 
-Schema validation: compose files with the compose-spec parser (PyPI ``compose-spec``, the Rust
-``compose_spec`` crate; unknown keys and wrong types are errors), plus ``docker compose config``
-where the compose plugin is installed; Kubernetes objects with ``kubernetes-validate``'s strict
-schemas (unknown fields are errors) for the oldest supported and the newest bundled version;
-the ServiceMonitor CRD with a strict structural schema. Then cross-checks between the files.
+Compose files are validated with the compose-spec parser (PyPI ``compose-spec``, the Rust
+``compose_spec`` crate: unknown keys and wrong types are errors) after compose's own variable
+interpolation, plus ``docker compose config`` where the compose plugin is installed; then
+cross-checked against the saewatch settings, the CLI, the Dockerfiles, Prometheus' rule files
+and Grafana's provisioning. Kubernetes manifests: test_k8s_manifests.py; Dockerfiles:
+test_dockerfiles.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 from _deploy_support import (
@@ -27,6 +28,7 @@ from _deploy_support import (
     K8S_DIR,
     NON_SETTINGS_ENV,
     ROOT,
+    check_cli,
     dashboard_files,
     dockerfile_env,
     env_to_path,
@@ -41,13 +43,12 @@ from _deploy_support import (
 
 from saewatch.config import load_settings
 
-KUBE_VERSIONS = ["1.31.0", kubernetes_validate.latest_version()]
-KUSTOMIZATIONS = [K8S_DIR / "base", K8S_DIR / "monitoring"]
-CRD_SCHEMAS = Path(__file__).parent / "schemas"
 WEB_PORT = 9108
-ROLES = {"encode", "aggregate", "run"}
 ALL_YAML = sorted(
-    p for p in [*COMPOSE_DIR.rglob("*.y*ml"), *K8S_DIR.rglob("*.y*ml")] if p.is_file()
+    p
+    for folder in (COMPOSE_DIR, K8S_DIR, DOCKER_DIR)
+    for p in folder.rglob("*.y*ml")
+    if p.is_file()
 )
 
 
@@ -57,7 +58,7 @@ def _image_env(dockerfile: str) -> dict[str, str]:
 
 def _settings_for(config: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """load_settings as the container sees it: its config file plus its environment."""
-    for name in [n for n in __import__("os").environ if n.startswith("SAEWATCH_")]:
+    for name in [n for n in os.environ if n.startswith("SAEWATCH_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -78,18 +79,6 @@ def _check_not_shadowed(config: Path, env: dict[str, str]) -> None:
     }
     shadowed = sorted(from_env & set(yaml_paths(load_one(config))))
     assert not shadowed, f"{config.name} sets {shadowed}, but the environment overrides them"
-
-
-def _check_cli(args: list[str]) -> None:
-    """The role command and flags parse, once the role is registered in the CLI."""
-    from saewatch.cli import build_parser
-
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    if args[0] not in commands:
-        pytest.skip(f"`saewatch {args[0]}` is not registered in saewatch.cli yet")
-    ns = parser.parse_args(args)
-    assert ns.command == args[0]
 
 
 # ---------------------------------------------------------------- every file
@@ -222,7 +211,7 @@ def test_compose_saewatch_service(role: str, monkeypatch: pytest.MonkeyPatch) ->
         assert svc["deploy"]["replicas"] == 1
         snapshot_mount = [v for v in svc["volumes"] if v.startswith("aggregator-snapshots:")]
         assert snapshot_mount == [f"aggregator-snapshots:{settings.state.snapshot_dir}"]
-    _check_cli(command)
+    check_cli(command)
 
 
 def test_compose_topics_match_config() -> None:
