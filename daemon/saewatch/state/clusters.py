@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 import numpy as np
+import scipy.sparse as sp
 from river.cluster import KMeans
 
 from saewatch.models import ClusterShare, FeatureBatch
@@ -97,12 +98,10 @@ class StreamingClusters(StateComponent):
     def project(self, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Random projection of binarized CSR rows, ``[n, dims]`` float32."""
         lengths = np.diff(indptr)
-        out = np.zeros((len(lengths), self.dims), dtype=np.float32)
-        nonempty = np.flatnonzero(lengths)
-        if len(nonempty):
-            sums = np.add.reduceat(self._proj[indices], indptr[:-1][nonempty], axis=0)
-            out[nonempty] = sums / np.sqrt(lengths[nonempty])[:, None]
-        return out
+        ones = np.ones(len(indices), dtype=np.float32)
+        binary = sp.csr_matrix((ones, indices, indptr), shape=(len(lengths), self.d_sae))
+        sums = np.asarray(binary @ self._proj, dtype=np.float32)
+        return sums / np.sqrt(np.maximum(lengths, 1))[:, None].astype(np.float32)
 
     def centres(self) -> np.ndarray:
         """Current centres ``[n_clusters, dims]`` (river initialises them lazily, seeded)."""

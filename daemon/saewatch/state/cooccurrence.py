@@ -53,7 +53,7 @@ class CooccurrenceCounter(StateComponent):
     (1.0, 2)
     """
 
-    def __init__(self, d_sae: int, top_n: int = 512, metadata_values_max: int = 256) -> None:
+    def __init__(self, d_sae: int, top_n: int = 256, metadata_values_max: int = 256) -> None:
         self.d_sae = d_sae
         self.top_n = top_n
         self.metadata_values_max = metadata_values_max

@@ -15,7 +15,7 @@ import numpy as np
 from saewatch.models import TEXT_FIELDS, FeatureBatch, FeatureCounts, TextField, VersionCount
 from saewatch.state.base import StateComponent
 from saewatch.state.exceptions import IncompatibleStateError, UnknownKeyError
-from saewatch.state.keys import StateKey, group_rows, key_from_str, key_to_str
+from saewatch.state.keys import StateKey, event_times, group_rows, key_from_str, key_to_str
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class FeatureCounter(StateComponent):
             self._act[key] = np.zeros(self.d_sae, dtype=np.float64)
 
     def update(self, batch: FeatureBatch) -> None:
-        times = np.array([e.timestamp.timestamp() for e in batch.events], dtype=np.float64)
+        times = event_times(batch)
         for (model_id, version), rows in group_rows(batch).items():
             for field in TEXT_FIELDS:
                 key = (model_id, version, field)
@@ -139,7 +139,7 @@ def select_rows(
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
     pos = np.arange(total) + offsets
-    return indices[pos].astype(np.int64), values[pos].astype(np.float64)
+    return indices[pos], values[pos]  # np.bincount casts (int32 ids, float16 activations)
 
 
 def _stack(arrays: list[np.ndarray], d: int, dtype: type) -> np.ndarray:

@@ -27,16 +27,33 @@ def version_from_str(text: str) -> VersionKey:
     return model_id, version
 
 
-def group_rows(batch: FeatureBatch) -> dict[VersionKey, np.ndarray]:
-    """Row numbers of the batch grouped by (model_id, model_version), in first-seen order."""
+# One-slot memo: every component of one MonitorState.update asks for the same batch's groups and
+# times, which cost a Python loop over the events each. The tuple is swapped atomically, and it
+# holds the batch itself, so an ``is`` match can never be a recycled id().
+_last: tuple[FeatureBatch, dict[VersionKey, np.ndarray], np.ndarray] | None = None
+
+
+def _index(batch: FeatureBatch) -> tuple[dict[VersionKey, np.ndarray], np.ndarray]:
+    global _last
+    last = _last
+    if last is not None and last[0] is batch:
+        return last[1], last[2]
     groups: dict[VersionKey, list[int]] = {}
     for i, event in enumerate(batch.events):
         groups.setdefault((event.model_id, event.model_version), []).append(i)
-    return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+    rows = {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+    times = np.fromiter(
+        (e.timestamp.timestamp() for e in batch.events), dtype=np.float64, count=len(batch)
+    )
+    _last = (batch, rows, times)
+    return rows, times
+
+
+def group_rows(batch: FeatureBatch) -> dict[VersionKey, np.ndarray]:
+    """Row numbers of the batch grouped by (model_id, model_version), in first-seen order."""
+    return _index(batch)[0]
 
 
 def event_times(batch: FeatureBatch) -> np.ndarray:
     """Event timestamps as POSIX seconds (float64), one per row."""
-    return np.fromiter(
-        (e.timestamp.timestamp() for e in batch.events), dtype=np.float64, count=len(batch)
-    )
+    return _index(batch)[1]

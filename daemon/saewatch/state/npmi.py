@@ -85,12 +85,13 @@ class MetadataTable:
         if not pairs:
             return
         docs, entries = np.array(pairs, dtype=np.int64).T
-        mv = np.zeros((len(metadata), self.max_values), dtype=np.float32)
-        mv[docs, entries] = 1.0
-        per_entry = np.bincount(entries, minlength=self.max_values)[:, None]
+        used, column = np.unique(entries, return_inverse=True)  # only the entries in this batch
+        mv = np.zeros((len(metadata), len(used)), dtype=np.float32)
+        mv[docs, column] = 1.0
+        per_entry = np.bincount(column, minlength=len(used))[:, None]
         for f in TEXT_FIELDS:
-            self._c[f] += np.rint(mv.T @ onehot[f]).astype(np.int64)
-            self._d[f] += per_entry
+            self._c[f][used] += np.rint(mv.T @ onehot[f]).astype(np.int64)
+            self._d[f][used] += per_entry
 
     def reset_slots(self, field: str, slots: np.ndarray) -> None:
         self._c[field][:, slots] = 0

@@ -28,12 +28,15 @@ class _Chunk:
     __slots__ = ("features", "seq", "act", "last_seq")
 
     def __init__(self, features: np.ndarray, seq: np.ndarray, act: np.ndarray) -> None:
+        # Feature ids below 2**16 sort as uint16, for which numpy's stable sort is a radix sort.
+        if len(features) and int(features.max()) < 2**16:
+            features = features.astype(np.uint16)
         order = np.argsort(features, kind="stable")
         self.features, self.seq, self.act = features[order], seq[order], act[order]
         self.last_seq = int(seq.max()) if len(seq) else -1
 
     def lookup(self, feature: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = np.searchsorted(self.features, [feature, feature + 1])
+        lo, hi = np.searchsorted(self.features, np.array([feature, feature + 1], dtype=np.int64))
         return self.seq[lo:hi], self.act[lo:hi]
 
 
