@@ -177,7 +177,13 @@ def check_cli(args: list[str]) -> None:
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     if args[0] not in commands:
         pytest.skip(f"`saewatch {args[0]}` is not registered in saewatch.cli yet")
-    assert parser.parse_args(args).command == args[0]
+    parsed = parser.parse_args(args)
+    assert parsed.command == args[0]
+    # The images set SAEWATCH_WEB__LISTEN_ADDRESS=0.0.0.0:9108. A flag whose default is the
+    # loopback address (rather than None = "from the settings") would silently override it, and
+    # no probe or scrape from outside the container could reach the daemon.
+    loopback = [k for k, v in vars(parsed).items() if isinstance(v, str) and v.startswith("127.")]
+    assert not loopback, f"CLI defaults {loopback} would override the container's listen address"
 
 
 def rule_files() -> list[Path]:
