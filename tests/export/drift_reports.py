@@ -95,11 +95,12 @@ def _delta(
         freq_baseline=fb,
         freq_candidate=fc,
         log_odds_ratio=round(lor, 4),
-        p_value=10 ** -(12 - rank),
-        q_value=10 ** -(10 - rank),
+        p_value=min(1.0, 1e-12 * 5**rank),
+        q_value=min(1.0, 1e-10 * 6**rank),
         direction="up" if fc > fb else "down",
-        examples_baseline=_snippets(BASELINE, 3 + 7 * rank),
-        examples_candidate=_snippets(CANDIDATE, 3 + 7 * rank),
+        # The same prompts answered by both versions, so the page shows them side by side.
+        examples_baseline=_snippets(BASELINE, feature % 800),
+        examples_candidate=_snippets(CANDIDATE, feature % 800),
     )
 
 

@@ -37,11 +37,12 @@ ExporterFactory = Callable[..., Exporter]
 def publish_history(holder: ReportHolder, report: DriftReport, points: int) -> None:
     """Publish ``points`` versions of ``report`` 10 s apart, ending with ``report`` itself.
 
-    Drift scores rise towards the report's own, so the page's chart has a shape.
+    Drift scores rise towards the report's own, so the page's chart has a realistic shape.
     """
     for i in range(points):
         at = report.generated_at + timedelta(seconds=10 * (i - points + 1))
-        factor = 1.0 if i == points - 1 else 0.3 + 0.7 * (i + 1) / points
+        # Flat before the candidate rolled out, then rising to the report's own score.
+        factor = 1.0 if i == points - 1 else min(1.0, max(0.03, (3 * i - points) / points))
         comparisons = tuple(
             c.model_copy(update={"computed_at": at, "drift_score": c.drift_score * factor})
             for c in report.comparisons

@@ -109,6 +109,8 @@ class ExporterServer:
 
     def start(self) -> None:
         """Bind ``web.listen_address`` and serve on a daemon thread."""
+        if self._httpd is not None:
+            raise RuntimeError("server already started")
         host, port = self.web.host_port
         handler = type("SaewatchHandler", (_Handler,), {"exporter": self})
         server_cls = type(

@@ -69,6 +69,7 @@ def _snippets(snippets: Sequence[Snippet], title: str) -> str:
 
 
 def _feature_rows(deltas: Sequence[FeatureDelta], key: ComparisonKey, show_snippets: bool) -> str:
+    # The strongest change shows its examples unfolded: the first thing a reader wants to see.
     scale = max([max(d.freq_baseline, d.freq_candidate) for d in deltas] + [1e-9])
     rows = []
     for rank, d in enumerate(deltas, start=1):
@@ -80,9 +81,10 @@ def _feature_rows(deltas: Sequence[FeatureDelta], key: ComparisonKey, show_snipp
             f'<td class="num">{d.log_odds_ratio:+.2f}</td><td class="num">{d.q_value:.2g}</td></tr>'
         )
         if show_snippets and (d.examples_baseline or d.examples_candidate):
+            unfolded = " open" if rank == 1 else ""
             rows.append(
-                '<tr class="examples-row"><td></td><td colspan="4"><details><summary>examples'
-                '</summary><div class="examples">'
+                f'<tr class="examples-row"><td></td><td colspan="4"><details{unfolded}>'
+                '<summary>examples</summary><div class="examples">'
                 f"{_snippets(d.examples_baseline, f'baseline · {key.baseline}')}"
                 f"{_snippets(d.examples_candidate, f'candidate · {key.candidate}')}"
                 "</div></details></td></tr>"
