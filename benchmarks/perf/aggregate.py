@@ -1,0 +1,191 @@
+"""State and diff speed on one core: events/s of ``MonitorState.update``, memory vs events, diff time.
+
+Measured on one pinned core (BLAS threads = 1) with realistic sparse codes: heavy-tailed (Zipf)
+feature frequencies, ``--nnz`` features per response document and half as many per prompt, two
+model versions and a metadata label, batches of ``--batch`` events. Codes can instead come from a
+real encoded file (``--codes``, the ``.npz`` cache written by the slow diff tests), which sets the
+realistic density. Every timing is the median of ``--runs`` runs after a warm-up.
+
+Sections:
+
+* ``throughput``: ``MonitorState.update`` events/s after ``--warmup`` events, and each
+  component's share (µs per event, measured on its own on the same batches);
+* ``memory``: peak RSS of a fresh process after feeding N events (flat once the retrieval ring
+  is full; everything else is bounded by d_sae, keys and windows);
+* ``diff``: ``compare`` time per comparison for d_sae 16,384 and 65,536.
+
+Run::
+
+    python -m benchmarks.perf.aggregate                 # all sections, prints a JSON summary
+    python -m benchmarks.perf.aggregate --sections diff --runs 7
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # one core means one BLAS thread too; must precede numpy's import
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from datetime import timedelta  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from saewatch.config import DiffSettings, StateSettings  # noqa: E402
+from saewatch.diff.compare import compare  # noqa: E402
+from saewatch.models import ComparisonKey, FeatureBatch, FeatureCounts, LLMEvent, SparseCodes  # noqa: E402
+from saewatch.state.monitor import MonitorState  # noqa: E402
+from saewatch.state.testing import T0, random_codes  # noqa: E402
+
+logger = logging.getLogger("benchmarks.perf.aggregate")
+
+POOL = 16  # distinct code batches cycled through (generating codes is slower than folding them)
+
+
+def make_batches(n_batches: int, batch: int, d_sae: int, nnz: int, seed: int,
+                 codes: Path | None = None) -> list[FeatureBatch]:
+    """``n_batches`` batches cycling over a pool of synthetic (or real) code batches."""
+    rng = np.random.default_rng(seed)
+    pool = _real_pool(codes, batch) if codes else [
+        (random_codes(batch, d_sae, max(1, nnz // 2), rng), random_codes(batch, d_sae, nnz, rng))
+        for _ in range(POOL)]
+    d = d_sae if codes is None else int(np.load(codes)["d_sae"])
+    out = []
+    for j in range(n_batches):
+        prompt, response = pool[j % len(pool)]
+        events = tuple(
+            LLMEvent(event_id=f"e{j * batch + i}", model_id="bench",
+                     timestamp=T0 + timedelta(seconds=0.01 * (j * batch + i)),
+                     model_version=f"v{i % 2}", prompt="p" * 300, response="r" * 900,
+                     metadata={"tenant": f"t{i % 4}"})
+            for i in range(batch))
+        out.append(FeatureBatch(encoder_id="bench", d_sae=d, events=events, prompt=prompt,
+                                response=response))
+    return out
+
+
+def _real_pool(path: Path, batch: int) -> list[tuple[SparseCodes, SparseCodes]]:
+    data = np.load(path)
+    indptr, indices, values = data["indptr"], data["indices"], data["values"]
+    pool = []
+    for start in range(0, len(indptr) - 1 - batch, batch):
+        lo, hi = indptr[start], indptr[start + batch]
+        codes = SparseCodes(indptr=indptr[start:start + batch + 1] - lo,
+                            indices=indices[lo:hi], values=values[lo:hi],
+                            n_tokens=np.zeros(batch, np.int32), truncated=np.zeros(batch, bool))
+        pool.append((codes, codes))
+    return pool
+
+
+def throughput(args: argparse.Namespace) -> dict:
+    batches = make_batches((args.warmup + args.events) // args.batch, args.batch, args.d_sae,
+                           args.nnz, 0, args.codes)
+    warm, timed = batches[: args.warmup // args.batch], batches[args.warmup // args.batch:]
+    n_timed = len(timed) * args.batch
+    rates, parts = [], {}
+    for run in range(args.runs):
+        state = MonitorState(StateSettings())
+        for b in warm:
+            state.update(b)
+        start = time.perf_counter()
+        for b in timed:
+            state.update(b)
+        rates.append(n_timed / (time.perf_counter() - start))
+        if run == 0:
+            parts = {name: _component_us(part, timed) for name, part in state._parts.items()}
+    nnz = float(np.mean([np.diff(b.response.indptr).mean() for b in timed]))
+    return {"events_per_s": statistics.median(rates), "runs": [round(r) for r in rates],
+            "us_per_event": parts, "response_nnz": nnz, "batch": args.batch,
+            "timed_events": n_timed, "warmup_events": args.warmup}
+
+
+def _component_us(part: object, batches: list[FeatureBatch]) -> float:
+    start = time.perf_counter()
+    for b in batches:
+        part.update(b)  # type: ignore[attr-defined]
+    return round(1e6 * (time.perf_counter() - start) / (len(batches) * len(batches[0])), 2)
+
+
+def memory(args: argparse.Namespace) -> dict:
+    out = {}
+    for n in args.memory_events:
+        cmd = [sys.executable, "-m", "benchmarks.perf.aggregate", "--memory-child", str(n),
+               "--d-sae", str(args.d_sae), "--nnz", str(args.nnz), "--batch", str(args.batch)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[n] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def memory_child(args: argparse.Namespace) -> dict:
+    pool = make_batches(POOL, args.batch, args.d_sae, args.nnz, 1)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    state = MonitorState(StateSettings())
+    for j in range(args.memory_child // args.batch):
+        b = pool[j % POOL]
+        state.update(b.model_copy(update={"events": tuple(
+            e.model_copy(update={"event_id": f"e{j}-{i}",
+                                 "timestamp": T0 + timedelta(seconds=0.01 * (j * args.batch + i))})
+            for i, e in enumerate(b.events))}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_rss_mib": round(peak / 1024, 1), "state_mib": round((peak - base) / 1024, 1)}
+
+
+def diff_time(args: argparse.Namespace) -> dict:
+    rng = np.random.default_rng(2)
+    out = {}
+    for d in (16_384, 65_536):
+        freq = rng.beta(0.3, 10, size=d)
+        side = [FeatureCounts(model_id="m", model_version=v, field="response", n_documents=20_000,
+                              fired=rng.binomial(20_000, freq), activation_sum=np.zeros(d))
+                for v in ("a", "b")]
+        key = ComparisonKey(model_id="m", field="response", baseline="a", candidate="b")
+        times = []
+        for _ in range(args.runs + 1):
+            start = time.perf_counter()
+            compare(key, side[0], side[1], DiffSettings())
+            times.append(time.perf_counter() - start)
+        out[d] = {"median_ms": round(1e3 * statistics.median(times[1:]), 1)}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--d-sae", type=int, default=4096)
+    p.add_argument("--nnz", type=int, default=128)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=12_800)
+    p.add_argument("--events", type=int, default=12_800)
+    p.add_argument("--codes", type=Path, default=None)
+    p.add_argument("--memory-events", type=int, nargs="+",
+                   default=[25_600, 102_400, 204_800, 409_600])
+    p.add_argument("--sections", nargs="+", default=["throughput", "memory", "diff"])
+    p.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    if args.memory_child:
+        sys.stdout.write(json.dumps(memory_child(args)) + "\n")
+        return
+    sections = {"throughput": throughput, "memory": memory, "diff": diff_time}
+    result = {"d_sae": args.d_sae, "nnz": args.nnz}
+    for name in args.sections:
+        logging.getLogger().info("running %s", name)
+        result[name] = sections[name](args)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text)
+    sys.stdout.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
