@@ -406,6 +406,17 @@ _CONFIGURERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
 }
 
 
+def _register_groups() -> None:
+    from saewatch.commands import daemon
+
+    for group in (daemon,):
+        _COMMANDS.extend(group.COMMANDS)
+        _CONFIGURERS.update(group.CONFIGURERS)
+
+
+_register_groups()
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level,

@@ -34,6 +34,9 @@ class Source(ABC):
     def close(self) -> None:
         """Release connections; safe to call twice."""
 
+    def flush(self) -> None:
+        """Block until every dead letter handed out so far is acknowledged (checkpoint step 1)."""
+
     def assignment(self) -> frozenset[TopicPartition]:
         """Partitions this source currently reads."""
         return frozenset()

@@ -1,0 +1,327 @@
+"""Wiring and lifecycle: source -> encode -> state -> diff -> export, in one process.
+
+The stages are entered as context managers on an :class:`~contextlib.ExitStack`; signals only set
+a stop flag; the loop finishes the batch in hand and shutdown ends with a forced checkpoint (see
+:mod:`saewatch.checkpoint` for its steps). ``saewatch encode`` / ``saewatch aggregate`` reuse the
+same pieces for the scale-out split (:mod:`saewatch.roles`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from saewatch.checkpoint import Checkpointer, OffsetTracker
+from saewatch.config import EncodeSettings, Settings
+from saewatch.diff.report import build_report
+from saewatch.encode.base import Encoder
+from saewatch.errors import ConfigError
+from saewatch.export.base import ReportHolder
+from saewatch.export.metrics import PipelineMetrics
+from saewatch.models import FeatureBatch, SourceBatch
+from saewatch.source.base import ResumeOffset, Source
+from saewatch.state.monitor import MonitorState
+from saewatch.state.snapshot import SnapshotStore
+
+logger = logging.getLogger(__name__)
+
+SourceFactory = Callable[[ResumeOffset, threading.Event], Source]
+
+
+@dataclass
+class Readiness:
+    """``/-/ready``: model loaded, partitions assigned, state restored."""
+
+    model_loaded: bool = False
+    state_restored: bool = False
+    source: Source | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def __call__(self) -> tuple[bool, str]:
+        missing = [
+            name
+            for name, ok in (
+                ("model not loaded", self.model_loaded),
+                ("state not restored", self.state_restored),
+                ("no partitions assigned", self.source is not None and bool(self._assigned())),
+            )
+            if not ok
+        ]
+        return (not missing, "; ".join(missing) or "ready")
+
+    def _assigned(self) -> frozenset[tuple[str, int]]:
+        return self.source.assignment() if self.source is not None else frozenset()
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; a second Ctrl+C restores the default handler (hard stop)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %s: finishing the batch in hand, then checkpointing", signum)
+        self.event.set()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    @contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class App:
+    """The daemon: one consumer loop, a checkpointer, a diff timer and an HTTP server.
+
+    Parameters
+    ----------
+    settings
+        The validated configuration.
+    encoder_factory
+        Builds the encoder (default: from ``settings.encode``); injected by tests and benchmarks.
+    source_factory
+        Builds the source given the resume callback and the stop event.
+    registry
+        Where metrics register (a fresh one per app by default; never the global registry).
+    max_events
+        Stop after this many records (valid + invalid) were handled; for replays and tests.
+    serve_http
+        Serve metrics, API and report page on ``web.listen_address``.
+    stop_when_exhausted
+        Stop at the end of a finite source (a file); otherwise keep serving until stopped.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        encoder_factory: Callable[[], Encoder] | None = None,
+        source_factory: SourceFactory | None = None,
+        registry: CollectorRegistry | None = None,
+        max_events: int | None = None,
+        serve_http: bool = True,
+        stop_when_exhausted: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = PipelineMetrics(self.registry)
+        self.reports = ReportHolder()
+        self.readiness = Readiness()
+        self.stop_flag = StopFlag()
+        self.max_events = max_events
+        self.serve_http = serve_http
+        self.stop_when_exhausted = stop_when_exhausted
+        self.handled = 0
+        self.state: MonitorState | None = None
+        self._encoder_factory = encoder_factory or _default_encoder(settings)
+        self._source_factory = source_factory or _default_source(settings)
+        self._labels: Mapping[int, str] = {}
+
+    def stop(self) -> None:
+        self.stop_flag.event.set()
+
+    def run(self) -> int:
+        """Run until stopped (signal, :meth:`stop`, ``max_events`` or the end of a file)."""
+        with ExitStack() as stack:
+            stack.enter_context(self.stop_flag.installed())
+            store = SnapshotStore(
+                self.settings.state.snapshot_dir, self.settings.state.snapshots_kept
+            )
+            state, offsets = self._restore(store)
+            self.readiness.state_restored = True
+            if self.serve_http:
+                self._start_http(stack, state)
+            encoder = self._load_encoder(state)
+            source = stack.enter_context(
+                self._source_factory(lambda t, p: offsets.get((t, p)), self.stop_flag.event)
+            )
+            self.readiness.source = source
+            tracker = OffsetTracker(offsets)
+            checkpointer = Checkpointer(
+                state, store, source, tracker, self.settings.state.snapshot_interval_s,
+                on_written=self._snapshot_written,
+            )
+            # The forced checkpoint runs on the way out, also after an error in the loop: what
+            # was folded into state before the error is persisted together with its offsets.
+            stack.callback(checkpointer.checkpoint)
+            self._loop(source, encoder, state, tracker, checkpointer)
+            self._publish_report(state)
+        logger.info("stopped after %d records", self.handled)
+        return 0
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def _loop(
+        self,
+        source: Source,
+        encoder: Encoder,
+        state: MonitorState,
+        tracker: OffsetTracker,
+        checkpointer: Checkpointer,
+    ) -> None:
+        src = self.settings.source
+        next_report = time.monotonic()
+        while not self.stop_flag.event.is_set():
+            batch = source.poll_batch(src.batch_size, src.poll_timeout_s)
+            if len(batch):
+                self._handle(batch, encoder, state)
+                tracker.advance_batch(batch)
+                self.handled += len(batch)
+            elif self.stop_when_exhausted and getattr(source, "exhausted", False):
+                logger.info("source exhausted")
+                break
+            checkpointer.maybe_checkpoint()
+            if time.monotonic() >= next_report:
+                self._publish_report(state)
+                self._report_lag(source)
+                next_report = time.monotonic() + self.settings.diff.interval_s
+            if self.max_events is not None and self.handled >= self.max_events:
+                break
+
+    def _handle(self, batch: SourceBatch, encoder: Encoder, state: MonitorState) -> None:
+        m = self.metrics
+        m.events_consumed.inc(len(batch))
+        for bad in batch.invalid:
+            m.events_invalid.labels(reason=bad.reason).inc()
+        for record in batch.records:
+            for name in record.truncated_fields:
+                m.texts_truncated.labels(field=name).inc()
+        if not batch.records:
+            return
+        started = time.monotonic()
+        codes = encoder.encode([r.event for r in batch.records])
+        m.encode_duration.observe(time.monotonic() - started)
+        m.encode_batch_size.observe(len(codes))
+        self._count_tokens(codes)
+        state.update(codes)
+        m.events_processed.inc(len(codes))
+
+    def _count_tokens(self, codes: FeatureBatch) -> None:
+        for name in ("prompt", "response"):
+            field_codes = codes.codes(name)
+            self.metrics.texts_processed.labels(field=name).inc(len(field_codes))
+            self.metrics.tokens_processed.labels(field=name).inc(int(field_codes.n_tokens.sum()))
+            self.metrics.texts_truncated.labels(field=name).inc(int(field_codes.truncated.sum()))
+
+    # --- pieces ------------------------------------------------------------------------------
+
+    def _restore(self, store: SnapshotStore) -> tuple[MonitorState, dict[tuple[str, int], int]]:
+        state = MonitorState(self.settings.state)
+        latest = store.load_latest()
+        offsets: dict[tuple[str, int], int] = {}
+        if latest is not None:
+            state.restore(latest.state)
+            offsets = dict(latest.offsets)
+            logger.info("restored %s: %d partitions", latest.path, len(offsets))
+        self.state = state
+        return state, offsets
+
+    def _load_encoder(self, state: MonitorState) -> Encoder:
+        encoder = self._encoder_factory()
+        if state.encoder_id is not None and state.encoder_id != encoder.encoder_id:
+            raise ConfigError(
+                f"the snapshots in {self.settings.state.snapshot_dir} hold codes of encoder "
+                f"{state.encoder_id!r}, but the configured one is {encoder.encoder_id!r}: "
+                "point state.snapshot_dir at a new directory for the new model or SAE"
+            )
+        self.readiness.model_loaded = True
+        self._report_model(encoder)
+        self._labels = _labels(self.settings.encode, encoder)
+        return encoder
+
+    def _publish_report(self, state: MonitorState) -> None:
+        started = time.monotonic()
+        report = build_report(
+            state.version_counts(),
+            state.counts,
+            self.settings.diff,
+            windows=state.window_names(),
+            labels=self._labels,
+            examples=state.examples,
+            clusters=state.cluster_shares(self._labels),
+            now=datetime.now(UTC),
+        )
+        self.reports.publish(report)
+        self.metrics.diff_duration.observe(time.monotonic() - started)
+
+    def _report_lag(self, source: Source) -> None:
+        lag = getattr(source, "lag", None)
+        self.metrics.partitions_assigned.set(len(source.assignment()))
+        if lag is None:
+            return
+        by_topic: dict[str, dict[int, int]] = {}
+        for (topic, partition), value in lag().items():
+            by_topic.setdefault(topic, {})[partition] = value
+        for topic, values in by_topic.items():
+            self.metrics.set_consumer_lag(topic, values)
+
+    def _snapshot_written(self, seconds: float) -> None:
+        self.metrics.snapshot_written(seconds=seconds)
+
+    def _report_model(self, encoder: Encoder) -> None:
+        describe = getattr(encoder, "describe", None)
+        if describe is not None:
+            self.metrics.set_model(**describe())
+
+    def _start_http(self, stack: ExitStack, state: MonitorState) -> None:
+        from saewatch.export.collector import DriftReportCollector
+        from saewatch.export.http import ExporterServer
+
+        self.registry.register(DriftReportCollector(self.reports, top_k=self.settings.web.top_k))
+        server = ExporterServer(
+            self.settings.web, self.registry, self.reports, state=state, readiness=self.readiness
+        )
+        stack.enter_context(server)
+
+
+def _labels(settings: EncodeSettings, encoder: Encoder) -> dict[int, str]:
+    """Short labels per feature: the configured file, or the default SAE's when it is in use."""
+    from saewatch.encode.default import default_labels_path
+    from saewatch.encode.labels import load_labels
+
+    path = settings.labels_path
+    if path is None and settings.sae is None:
+        path = default_labels_path()
+    if path is None or not path.exists():
+        logger.warning("no feature labels (encode.labels_path): diffs show feature ids only")
+        return {}
+    labels = load_labels(path, encoder.d_sae)
+    return {f: text for f in range(encoder.d_sae) if (text := labels.label(f))}
+
+
+def _default_encoder(settings: Settings) -> Callable[[], Encoder]:
+    def build() -> Encoder:
+        from saewatch.encode.encoder import SAEEncoder
+
+        return SAEEncoder.from_settings(settings.encode)
+
+    return build
+
+
+def _default_source(settings: Settings) -> SourceFactory:
+    def build(resume: ResumeOffset, stop: threading.Event) -> Source:
+        if settings.source.kind == "file":
+            from saewatch.source.file import FileSource
+
+            return FileSource(settings, resume=resume)
+        from saewatch.source.kafka import KafkaSource
+
+        return KafkaSource(settings, resume, stop=stop)
+
+    return build

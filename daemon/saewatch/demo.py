@@ -1,0 +1,164 @@
+"""``saewatch demo``: a real version pair replayed through the whole pipeline.
+
+The baseline version answers one half of the AlpacaEval prompts, the candidate the other half
+(two versions never see identical traffic in production). Events go through the local Kafka
+broker (or, with ``--no-kafka``, through a JSONL file), the daemon encodes and diffs them, and the
+demo prints the report page and ``/metrics`` URLs and the first verdict with its top features.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from saewatch.app import App
+from saewatch.config import ComparisonSpec, Settings
+from saewatch.models import ComparisonResult, LLMEvent
+from saewatch.source.alpaca import load_alpaca
+
+logger = logging.getLogger(__name__)
+
+DEMO_MODEL_ID = "assistant"
+# Poll the report this often while waiting for the first verdict.
+WATCH_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    baseline: str
+    candidate: str
+    events_per_version: int
+    seed: int = 0
+
+
+def demo_events(plan: DemoPlan) -> list[LLMEvent]:
+    """Baseline events on one random half of the prompts, then candidate events on the other."""
+    indices = list(range(805))
+    random.Random(plan.seed).shuffle(indices)
+    half = len(indices) // 2
+    n = min(plan.events_per_version, half)
+    baseline = load_alpaca(plan.baseline, version="v1", model_id=DEMO_MODEL_ID,
+                           indices=indices[:half][:n])
+    candidate = load_alpaca(plan.candidate, version="v2", model_id=DEMO_MODEL_ID,
+                            indices=indices[half:][:n], start=baseline[-1].timestamp)
+    return baseline + candidate
+
+
+def demo_settings(base: Settings, run_dir: Path, topic: str | None) -> Settings:
+    """The user's settings with the demo's topic, snapshot directory and comparison."""
+    updates: dict[str, object] = {
+        "state": base.state.model_copy(update={"snapshot_dir": run_dir / "snapshots"}),
+        "diff": base.diff.model_copy(
+            update={"comparisons": [ComparisonSpec(model_id=DEMO_MODEL_ID, baseline="v1",
+                                                   candidate="v2")],
+                    "interval_s": min(base.diff.interval_s, WATCH_INTERVAL_S)}
+        ),
+    }
+    if topic is None:
+        updates["source"] = base.source.model_copy(
+            update={"kind": "file", "path": run_dir / "events.jsonl"}
+        )
+    else:
+        updates["kafka"] = base.kafka.model_copy(
+            update={"topic": topic, "group_id": f"{topic}-daemon"}
+        )
+    return base.model_copy(update=updates)
+
+
+def publish_demo(settings: Settings, events: list[LLMEvent], use_kafka: bool) -> None:
+    if not use_kafka:
+        path = settings.source.path
+        assert path is not None
+        path.write_text("".join(e.model_dump_json() + "\n" for e in events))
+        logger.info("wrote %d events to %s", len(events), path)
+        return
+    from saewatch.source.producer import connect_producer, publish
+
+    producer = connect_producer(settings.kafka, timeout_s=60)
+    try:
+        publish(events, producer, settings.kafka.topic, key_by="event_id", total=len(events))
+    finally:
+        producer.close()
+
+
+def watch(app: App, runner: threading.Thread, deadline_s: float) -> ComparisonResult | None:
+    """Wait for the configured comparison to reach a verdict; return it (None on timeout)."""
+    started = time.monotonic()
+    while runner.is_alive() and time.monotonic() - started < deadline_s:
+        time.sleep(WATCH_INTERVAL_S)
+        report = app.reports.latest
+        if report is None:
+            continue
+        for result in report.comparisons:
+            if result.key.kind == "versions" and result.key.candidate == "v2":
+                _say(f"[{time.monotonic() - started:5.0f}s] {result.n_baseline} baseline / "
+                     f"{result.n_candidate} candidate responses: {result.verdict}")
+                if result.verdict == "drift":
+                    return result
+    return None
+
+
+def describe(result: ComparisonResult) -> str:
+    lines = [f"drift score {result.drift_score:.2f}, {result.n_significant} significant features"]
+    for title, deltas in (("more frequent in v2", result.top_up),
+                          ("less frequent in v2", result.top_down)):
+        lines.append(f"  {title}:")
+        for d in deltas[:5]:
+            lines.append(f"    #{d.feature:<5} {d.freq_baseline:6.1%} -> {d.freq_candidate:6.1%}"
+                         f"  q={d.q_value:.1e}  {d.label or ''}")
+    return "\n".join(lines)
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def run_demo(
+    base: Settings,
+    plan: DemoPlan,
+    *,
+    use_kafka: bool,
+    run_dir: Path,
+    timeout_s: float,
+    exit_after_verdict: bool,
+) -> int:
+    """Publish the pair, run the daemon, report the first verdict; serve until Ctrl+C."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    topic = f"saewatch-demo-{run_dir.name}" if use_kafka else None
+    settings = demo_settings(base, run_dir, topic)
+    events = demo_events(plan)
+    _say(f"saewatch demo: {plan.baseline} (v1) vs {plan.candidate} (v2), "
+         f"{len(events)} real AlpacaEval events via {'Kafka ' + (topic or '') if use_kafka else 'a JSONL file'}")
+    publish_demo(settings, events, use_kafka)
+    app = App(settings, stop_when_exhausted=False)
+    runner = threading.Thread(target=app.run, name="saewatch-daemon", daemon=True)
+    runner.start()
+    url = f"http://{settings.web.listen_address}"
+    _say(f"report page: {url}/   metrics: {url}/metrics   (model loading...)")
+    try:
+        result = watch(app, runner, timeout_s)
+        if result is None:
+            _say("no drift verdict yet; see the report page")
+            return 1 if exit_after_verdict else _serve(app, runner, url)
+        _say(describe(result))
+        _say(f"\nreport page: {url}/\nmetrics:     {url}/metrics")
+        return 0 if exit_after_verdict else _serve(app, runner, url)
+    finally:
+        app.stop()
+        runner.join(timeout=120)
+
+
+def _serve(app: App, runner: threading.Thread, url: str) -> int:
+    _say(f"serving {url} until Ctrl+C")
+    try:
+        while runner.is_alive():
+            runner.join(timeout=1.0)
+    except KeyboardInterrupt:
+        _say("stopping (forced checkpoint)...")
+    return 0
