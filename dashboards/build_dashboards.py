@@ -20,7 +20,7 @@ from typing import Any
 from grafana_model import CMP, Panel, dashboard, panel, row, stat, target, variable
 
 HERE = Path(__file__).resolve().parent
-CMP_ON = "on (model_id, field, baseline, candidate, kind, direction, rank)"
+RANK_LABELS = "model_id, field, baseline, candidate, kind, direction, rank"
 CMP_LEGEND = "{{model_id}} {{field}} {{baseline}} → {{candidate}} ({{kind}})"
 
 
@@ -224,20 +224,25 @@ def overview() -> dict[str, Any]:
 
 def _feature_table(direction: str, pos: tuple[int, int, int, int]) -> Panel:
     sel = f'{CMP}, direction="{direction}"'
-    join = f"* {CMP_ON} group_left (feature, label) saewatch_top_feature_info{{{sel}}}"
+    # Aggregating by the rank labels first keeps one row per rank even when several aggregator
+    # replicas export the same comparison; the join adds the feature id and label from _info.
+    info = f"max by ({RANK_LABELS}, feature, label) (saewatch_top_feature_info{{{sel}}})"
+
+    def joined(metric: str, extra: str = "") -> str:
+        left = f"max by ({RANK_LABELS}) ({metric}{{{sel}{extra}}})"
+        return f"{left} * on ({RANK_LABELS}) group_left (feature, label) {info}"
+
     targets = [
-        target(f"saewatch_top_feature_log_odds_ratio{{{sel}}} {join}", table=True),
+        target(joined("saewatch_top_feature_log_odds_ratio"), table=True),
         target(
-            f'saewatch_top_feature_frequency_ratio{{{sel}, side="baseline"}} {join}',
-            ref="B",
-            table=True,
+            joined("saewatch_top_feature_frequency_ratio", ', side="baseline"'), ref="B", table=True
         ),
         target(
-            f'saewatch_top_feature_frequency_ratio{{{sel}, side="candidate"}} {join}',
+            joined("saewatch_top_feature_frequency_ratio", ', side="candidate"'),
             ref="C",
             table=True,
         ),
-        target(f"saewatch_top_feature_q_value{{{sel}}} {join}", ref="D", table=True),
+        target(joined("saewatch_top_feature_q_value"), ref="D", table=True),
     ]
     keep = {
         "rank": 0,

@@ -248,6 +248,7 @@ def exercise_pipeline(metrics: PipelineMetrics) -> None:
         metrics.observe_encode({"prompt": 64 * 40, "response": 64 * 210}, 64, seconds)
     metrics.snapshot_duration.observe(0.12)
     metrics.diff_duration.observe(0.31)
+    metrics.partitions_assigned.set(2)
     metrics.set_consumer_lag("llm-events", {0: 120, 1: 75})
     metrics.snapshot_written(seconds=0.12)
     metrics.set_model(

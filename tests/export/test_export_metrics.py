@@ -64,7 +64,6 @@ def test_consumer_lag_follows_the_assignment(registry: CollectorRegistry) -> Non
     metrics = PipelineMetrics(registry)
     metrics.set_consumer_lag("llm-events", {0: 10, 1: 20, 2: 30})
     metrics.set_consumer_lag("llm-events.dlq", {0: 1})
-    assert registry.get_sample_value("saewatch_partitions_assigned") == 4.0
     # A rebalance takes partitions 1 and 2 away: their series disappear instead of going stale.
     metrics.set_consumer_lag("llm-events", {0: 5})
     lag = {"topic": "llm-events", "partition": "0"}
@@ -77,7 +76,15 @@ def test_consumer_lag_follows_the_assignment(registry: CollectorRegistry) -> Non
         )
         == 1.0
     )
-    assert registry.get_sample_value("saewatch_partitions_assigned") == 2.0
+    # A whole topic revoked: replace_consumer_lag drops it.
+    metrics.replace_consumer_lag({("llm-events", 0): 3})
+    assert (
+        registry.get_sample_value(
+            "saewatch_consumer_lag_messages", {"topic": "llm-events.dlq", "partition": "0"}
+        )
+        is None
+    )
+    assert registry.get_sample_value("saewatch_consumer_lag_messages", lag) == 3.0
 
 
 def test_snapshot_age_is_computed_at_scrape_time(registry: CollectorRegistry) -> None:

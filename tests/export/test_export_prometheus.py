@@ -8,12 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from drift_reports import BASELINE, CANDIDATE, MODEL_ID, aa_report, drift_report, exercise_pipeline
+from drift_reports import (
+    BASELINE,
+    CANDIDATE,
+    MODEL_ID,
+    UP,
+    aa_report,
+    drift_report,
+    exercise_pipeline,
+)
 from export_harness import ExporterFactory
 from http_helpers import fetch
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_harness import RULES_DIR, PrometheusServer, fast_rules
-from promql_names import names_used, recorded_names
+from promql_names import dashboards, expressions, names_used, recorded_names
 
 pytestmark = pytest.mark.prometheus
 
@@ -83,6 +91,37 @@ def test_metric_names_in_rules_and_dashboards_are_exported(
         for s in f.samples
     }
     assert {n for n in used if ":" not in n} <= scraped
+    _dashboard_queries_answer(prom)
+
+
+def _dashboard_queries_answer(prom: PrometheusServer) -> None:
+    """Every dashboard query runs (variables filled in); the drill-down tables join labels."""
+    variables = {
+        "$model_id": MODEL_ID,
+        "$field": "response",
+        "$baseline": BASELINE,
+        "$candidate": CANDIDATE,
+        "$kind": "versions",
+    }
+    empty = []
+    for source, exprs in expressions().items():
+        for expr in exprs:
+            if source == "rules" or expr.startswith("label_values"):
+                continue
+            for var, value in variables.items():
+                expr = expr.replace(var, value)
+            if not prom.query(expr):  # a PromQL error raises in prom.api
+                empty.append(expr)
+    # Rates and quantiles may still be empty a few seconds after start; levels may not.
+    assert all("rate(" in e or "rate5m" in e or "p95" in e for e in empty), empty
+    board = dashboards()["saewatch-comparison.json"]
+    (up_table,) = [p for p in board["panels"] if p["title"] == "More frequent in $candidate"]
+    expr = up_table["targets"][0]["expr"]
+    for var, value in variables.items():
+        expr = expr.replace(var, value)
+    rows = {int(r["metric"]["rank"]): r["metric"] for r in prom.query(expr)}
+    assert sorted(rows) == list(range(1, 11))
+    assert rows[1]["feature"] == str(UP[0][0]) and rows[1]["label"] == UP[0][1]
 
 
 def test_scrape_with_bearer_token(exporter: ExporterFactory, prometheus: StartPrometheus) -> None:

@@ -126,7 +126,8 @@ def test_drill_down_table_joins_the_info_series_for_labels() -> None:
     assert len(tables) == 2
     for table in tables:
         exprs = [t["expr"] for t in table["targets"]]
-        assert all("group_left (feature, label) saewatch_top_feature_info" in e for e in exprs)
+        assert all("group_left (feature, label)" in e for e in exprs)
+        assert all("(saewatch_top_feature_info{" in e for e in exprs)
         assert table["transformations"][0]["id"] == "merge"
 
 

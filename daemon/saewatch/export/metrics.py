@@ -44,7 +44,10 @@ class PipelineMetrics:
         ``processing_errors`` has ``stage``.
     encode_duration, encode_batch_size, snapshot_duration, diff_duration : Histogram
     consumer_lag : Gauge
-        Labels ``topic``, ``partition``; set through :meth:`set_consumer_lag`.
+        Labels ``topic``, ``partition``; set through :meth:`set_consumer_lag` or
+        :meth:`replace_consumer_lag`.
+    partitions_assigned : Gauge
+        Set by the app from the consumer's assignment.
 
     Examples
     --------
@@ -122,7 +125,7 @@ class PipelineMetrics:
         self._pre_initialise()
         self._last_snapshot_at: float | None = None
         self.last_snapshot_age.set_function(self._snapshot_age)
-        self._lag_partitions: set[tuple[str, str]] = set()
+        self._lag: dict[tuple[str, int], int] = {}
 
     def _init_model_metrics(self, kw: Mapping[str, object]) -> None:
         self.model_info = Info("model", "Language model, SAE, hook and device in use", **kw)
@@ -178,13 +181,22 @@ class PipelineMetrics:
 
     def set_consumer_lag(self, topic: str, lag_by_partition: Mapping[int, int]) -> None:
         """Replace the lag series of ``topic``; partitions no longer assigned are removed."""
-        current = {(topic, str(p)) for p in lag_by_partition}
-        for stale in {k for k in self._lag_partitions if k[0] == topic} - current:
-            self.consumer_lag.remove(*stale)
-        for partition, lag in lag_by_partition.items():
-            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
-        self._lag_partitions = {k for k in self._lag_partitions if k[0] != topic} | current
-        self.partitions_assigned.set(len(self._lag_partitions))
+        others = {(t, p): v for (t, p), v in self._lag.items() if t != topic}
+        self.replace_consumer_lag(
+            {**others, **{(topic, p): v for p, v in lag_by_partition.items()}}
+        )
+
+    def replace_consumer_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        """Replace every lag series with ``lag`` (``(topic, partition) -> messages behind``).
+
+        Series of partitions missing from ``lag`` (revoked in a rebalance) are removed rather than
+        left at their last value.
+        """
+        for topic, partition in set(self._lag) - set(lag):
+            self.consumer_lag.remove(topic, str(partition))
+        for (topic, partition), behind in lag.items():
+            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(behind)
+        self._lag = dict(lag)
 
     def set_model(
         self,
