@@ -166,7 +166,7 @@ class StateSettings(_Section):
     # river learns at Python speed: from every event of the first cluster_warmup_events, then from
     # every cluster_learn_every-th; every event is assigned to its nearest centre (vectorised).
     cluster_warmup_events: int = Field(default=2_000, ge=0)
-    cluster_learn_every: int = Field(default=128, ge=1)
+    cluster_learn_every: int = Field(default=256, ge=1)
     retrieval_max_features: int = Field(default=64, ge=1, le=4_096)  # strongest per event
     metadata_values_max: int = Field(default=256, ge=1, le=10_000)  # NPMI metadata (key, value)s
     seed: int = 42

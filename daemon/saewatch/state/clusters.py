@@ -75,7 +75,7 @@ class StreamingClusters(StateComponent):
         n_clusters: int = 16,
         dims: int = 48,
         warmup: int = 2_000,
-        learn_every: int = 128,
+        learn_every: int = 256,
         halflife: float = 0.05,
         seed: int = 42,
     ) -> None:

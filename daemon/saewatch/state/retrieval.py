@@ -78,7 +78,10 @@ class RetrievalIndex(StateComponent):
         self.snippet_chars = snippet_chars
         self._seq = 0  # events ever added; the ring holds [seq - capacity, seq)
         self._event_id: list[str] = [""] * capacity
-        self._version: list[tuple[str, str]] = [("", "")] * capacity
+        # Versions as small ints into a table: 100k tuples would keep the cyclic GC busy.
+        self._versions: list[tuple[str, str]] = []
+        self._version_ids: dict[tuple[str, str], int] = {}
+        self._version = np.full(capacity, -1, dtype=np.int32)
         self._time = np.zeros(capacity, dtype=np.float64)
         self._text: dict[TextField, list[str | None]] = {f: [None] * capacity for f in TEXT_FIELDS}
         self._chunks: dict[TextField, list[_Chunk]] = {f: [] for f in TEXT_FIELDS}
@@ -89,23 +92,32 @@ class RetrievalIndex(StateComponent):
     def update(self, batch: FeatureBatch) -> None:
         n = len(batch)
         seqs = np.arange(self._seq, self._seq + n, dtype=np.int64)
-        times = event_times(batch)
-        for i, event in enumerate(batch.events[-self.capacity:], start=max(0, n - self.capacity)):
-            pos = int(seqs[i] % self.capacity)
-            self._event_id[pos] = event.event_id
-            self._version[pos] = (event.model_id, event.model_version)
-            self._time[pos] = times[i]
-            for f in TEXT_FIELDS:
-                self._text[f][pos] = (
-                    event.text(f)[: self.snippet_chars] if self.store_snippets else None
-                )
+        kept = batch.events[-self.capacity:]
+        first = (self._seq + n - len(kept)) % self.capacity
+        _put(self._event_id, first, [e.event_id for e in kept])
+        times = event_times(batch)[n - len(kept):]
+        pos = (first + np.arange(len(kept))) % self.capacity
+        self._time[pos] = times
+        self._version[pos] = [self._version_id(e.model_id, e.model_version) for e in kept]
         for f in TEXT_FIELDS:
+            chars = self.snippet_chars
+            texts = ([e.text(f)[:chars] for e in kept] if self.store_snippets
+                     else [None] * len(kept))
+            _put(self._text[f], first, texts)
             codes = batch.codes(f)
             rows, feats, acts = _strongest(codes.indptr, codes.indices, codes.values,
                                            self.max_features)
             self._chunks[f].append(_Chunk(feats, seqs[rows], acts))
         self._seq += n
         self._expire()
+
+    def _version_id(self, model_id: str, version: str) -> int:
+        key = (model_id, version)
+        found = self._version_ids.get(key)
+        if found is None:
+            found = self._version_ids[key] = len(self._versions)
+            self._versions.append(key)
+        return found
 
     def _expire(self) -> None:
         oldest = self._seq - self.capacity
@@ -133,7 +145,9 @@ class RetrievalIndex(StateComponent):
         matched = np.bincount(inv)
         ok = matched == len(wanted) if mode == "and" else matched > 0
         if model_id is not None or model_version is not None:
-            ok &= np.array([self._version_ok(int(s), model_id, model_version) for s in uniq])
+            allowed = [i for i, (m, v) in enumerate(self._versions)
+                       if model_id in (None, m) and model_version in (None, v)]
+            ok &= np.isin(self._version[uniq % self.capacity], allowed)
         best = np.flatnonzero(ok)[np.lexsort((-uniq[ok], -score[ok]))][:limit]
         return [self._hit(int(uniq[b]), float(score[b]), feats[inv == b], field) for b in best]
 
@@ -149,13 +163,9 @@ class RetrievalIndex(StateComponent):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
-    def _version_ok(self, seq: int, model_id: str | None, version: str | None) -> bool:
-        mid, ver = self._version[seq % self.capacity]
-        return (model_id is None or mid == model_id) and (version is None or ver == version)
-
     def _hit(self, seq: int, score: float, feats: np.ndarray, field: TextField) -> RetrievalHit:
         pos = seq % self.capacity
-        model_id, version = self._version[pos]
+        model_id, version = self._versions[self._version[pos]]
         return RetrievalHit(
             event_id=self._event_id[pos], model_id=model_id, model_version=version, field=field,
             timestamp=datetime.fromtimestamp(float(self._time[pos]), tz=UTC),
@@ -169,7 +179,7 @@ class RetrievalIndex(StateComponent):
         out: dict[str, Any] = {
             "seq": self._seq,
             "event_id": [self._event_id[p] for p in pos],
-            "version": [list(self._version[p]) for p in pos],
+            "version": [list(self._versions[self._version[p]]) for p in pos],
             "time": self._time[pos].copy() if pos else np.zeros(0),
             "text": {f: [self._text[f][p] for p in pos] for f in TEXT_FIELDS},
             "postings": {},
@@ -192,7 +202,7 @@ class RetrievalIndex(StateComponent):
         for i, event_id in enumerate(snapshot["event_id"]):
             pos = (first + i) % self.capacity
             self._event_id[pos] = event_id
-            self._version[pos] = tuple(snapshot["version"][i])  # type: ignore[assignment]
+            self._version[pos] = self._version_id(*snapshot["version"][i])
             self._time[pos] = snapshot["time"][i]
             for f in TEXT_FIELDS:
                 text = snapshot["text"][f][i]
@@ -243,6 +253,13 @@ def _strongest(
     kth = -np.partition(-padded, k - 1, axis=1)[:, k - 1]
     keep = vals >= kth[rows]
     return rows[keep], indices[keep].astype(np.int32), values[keep].astype(np.float16)
+
+
+def _put(ring: list, first: int, values: list) -> None:
+    """Write ``values`` into ``ring`` from position ``first``, wrapping around (two slices)."""
+    head = values[: len(ring) - first]
+    ring[first:first + len(head)] = head
+    ring[: len(values) - len(head)] = values[len(head):]
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
