@@ -3,24 +3,18 @@ tokenizer) and JSONL replays built from the shared AlpacaEval data."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _app_support import TINY_HOOK
+from _encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encode"))
-
-from _encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae  # noqa: E402
-
-from saewatch.config import EncodeSettings  # noqa: E402
-from saewatch.encode.encoder import SAEEncoder  # noqa: E402
-from saewatch.encode.model import load_default_tokenizer  # noqa: E402
-from saewatch.encode.sae import LoadedSae, SaeExpectations  # noqa: E402
-from saewatch.models import LLMEvent  # noqa: E402
-from saewatch.source.alpaca import load_alpaca  # noqa: E402
-
-TINY_HOOK = "blocks.1.hook_resid_post"
+from saewatch.config import EncodeSettings
+from saewatch.encode.encoder import SAEEncoder
+from saewatch.encode.model import load_default_tokenizer
+from saewatch.encode.sae import LoadedSae, SaeExpectations
+from saewatch.models import LLMEvent
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +35,6 @@ def tiny_encoder_factory() -> Callable[[], SAEEncoder]:
                                      settings, "tiny")
 
     return build
-
-
-def pair_events(n_per_version: int) -> list[LLMEvent]:
-    """v1 = gpt4_1106_preview on even prompts, v2 = its verbose variant on odd prompts."""
-    v1 = load_alpaca("gpt4_1106_preview", version="v1", model_id="bot",
-                     indices=range(0, 2 * n_per_version, 2))
-    v2 = load_alpaca("gpt4_1106_preview_verbose", version="v2", model_id="bot",
-                     indices=range(1, 2 * n_per_version, 2), start=v1[-1].timestamp)
-    return v1 + v2
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import pair_events
+from _app_support import pair_events
 from prometheus_client import CollectorRegistry
 
 from saewatch.app import App
