@@ -123,6 +123,10 @@ def test_consume_a_file_prints_the_accounting(
         "consumed=8 valid=6 invalid=2 (invalid_json=1 schema=0 encoding=1 oversize=0) truncated=6 "
     ), line
     assert line.endswith("stopped_by='end of input'")
+    monkeypatch.delenv("SAEWATCH_SOURCE__KIND")
+    monkeypatch.delenv("SAEWATCH_SOURCE__PATH")
+    assert main(["consume", "--file", str(path)]) == 0  # the same replay, from the flag
+    assert capsys.readouterr().out.strip() == line
 
 
 def test_unreachable_broker_retries_then_exits_1(tmp_path: Path) -> None:

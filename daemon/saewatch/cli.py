@@ -120,7 +120,7 @@ def _cmd_export_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
-    """Ingest only: poll the events topic (or source.path for source.kind=file), validate,
+    """Ingest only: poll the events topic (or replay a JSONL file: --file), validate,
     route invalid records to the dead-letter topic, commit. SIGTERM/SIGINT finish the batch in
     hand, commit and close. Ends with an accounting line: consumed, valid, invalid per reason,
     truncated."""
@@ -141,7 +141,10 @@ def _cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     kafka = settings.kafka.model_copy(
         update={k: v for k, v in (("topic", args.topic), ("group_id", args.group)) if v}
     )
-    settings = settings.model_copy(update={"kafka": kafka})
+    reading = settings.source
+    if args.file is not None:
+        reading = reading.model_copy(update={"kind": "file", "path": args.file})
+    settings = settings.model_copy(update={"kafka": kafka, "source": reading})
     try:
         with _open_source(settings, stop, args.connect_timeout) as source:
             result = ingest(
@@ -235,6 +238,12 @@ def _configure_export_events(parser: argparse.ArgumentParser) -> None:
 
 def _configure_consume(parser: argparse.ArgumentParser) -> None:
     _configure_kafka_target(parser)
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="replay this JSONL file instead of Kafka (same as source.kind=file, source.path)",
+    )
     parser.add_argument("--group", default=None, help="consumer group (default: kafka.group_id)")
     parser.add_argument(
         "--max-records",
@@ -333,7 +342,9 @@ def _configure_train_sae(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument(
-        "--precision", choices=["auto", "fp32", "bf16"], default="bf16",
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="bf16",
         help="model precision while extracting activations (default: %(default)s)",
     )
 
