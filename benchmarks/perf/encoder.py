@@ -1,0 +1,253 @@
+"""Encoder throughput: the full SAE encoder vs the bare model forward on the same batches.
+
+Measured side by side in one process, on the same tokenized texts and the same batch plan:
+
+* ``encoder``: :meth:`SAEEncoder.encode_texts` end to end (tokenize, bucket, pad, forward to
+  the hook, SAE encode, max-pool, sparse output);
+* ``bare_to_hook``: only the model forward of the early-exit model on pre-built padded batches;
+* ``full_forward``: the same batches through all layers (no early exit; never the LM head);
+* ``sae_pool``: SAE encode + max-pool on cached hook activations (its share of ``encoder``);
+* a batch-size sweep of ``encoder`` over ``max_tokens_per_batch``;
+* fp32 vs bf16 (autocast on CPU) speed and agreement of the codes (Jaccard of fired sets).
+
+Each timing is the median of ``--runs`` runs after one warm-up. Run on the default offline
+model here, or on a user's model and SAE on GPU::
+
+    python -m benchmarks.perf.encoder                      # default model + shipped SAE, CPU
+    python -m benchmarks.perf.encoder --model google/gemma-2-2b \\
+        --sae-release gemma-scope-2b-pt-res-canonical --sae-id layer_12/width_16k/canonical \\
+        --device cuda --events 512 --batch-tokens 8192 16384 32768
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from saewatch.config import EncodeSettings, SaeRef
+from saewatch.encode.corpus import held_out_texts
+from saewatch.encode.encoder import SAEEncoder
+from saewatch.encode.model import base_model_of, hook_module, load_language_model, run_to_hook
+from saewatch.encode.reader import ActivationReader, plan_batches
+from saewatch.encode.text import TokenizedText
+from saewatch.models import SparseCodes
+
+logger = logging.getLogger("benchmarks.perf.encoder")
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of ``runs`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(runs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def padded_batches(
+    docs: list[TokenizedText], budget: int, pad_id: int, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The encoder's batch plan as ready-made padded tensors (for the bare forwards)."""
+    out = []
+    for group in plan_batches([len(d.ids) for d in docs], budget):
+        width = max(len(docs[i].ids) for i in group)
+        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(group):
+            ids[row, : len(docs[i].ids)] = torch.tensor(docs[i].ids)
+            mask[row, : len(docs[i].ids)] = 1
+        out.append((ids.to(device), mask.to(device)))
+    return out
+
+
+def settings_from(args: argparse.Namespace, **overrides: object) -> EncodeSettings:
+    sae = None
+    if args.sae is not None:
+        sae = SaeRef(path=args.sae)
+    elif args.sae_release is not None:
+        sae = SaeRef(release=args.sae_release, sae_id=args.sae_id)
+    values: dict[str, object] = {
+        "model": args.model,
+        "gguf_file": args.gguf_file,
+        "sae": sae,
+        "device": args.device,
+        "max_tokens_per_text": args.max_tokens_per_text,
+        "max_tokens_per_batch": args.batch_tokens[0],
+        "sanity_tokens": 0,
+    }
+    values.update(overrides)
+    return EncodeSettings(**values)  # type: ignore[arg-type]
+
+
+def jaccard(a: SparseCodes, b: SparseCodes) -> float:
+    """Mean Jaccard similarity of the fired-feature sets of two encodings of the same texts."""
+    scores = []
+    for i in range(len(a)):
+        x, y = set(a.row(i)[0].tolist()), set(b.row(i)[0].tolist())
+        scores.append(len(x & y) / max(len(x | y), 1))
+    return float(np.mean(scores))
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    texts = held_out_texts(per_model=max(4, args.events // 8))[: args.events]
+    encoder = SAEEncoder.from_settings(settings_from(args))
+    reader = encoder.reader
+    docs = reader.tokenize(texts, "response")
+    tokens = sum(d.n_tokens for d in docs)
+    padded_tokens = sum(len(d.ids) for d in docs)
+    budget = args.batch_tokens[0]
+    batches = padded_batches(docs, budget, reader._pad_id, reader.device)
+    module = hook_module(reader._base, reader.hook)
+
+    def bare() -> None:
+        with torch.inference_mode(), reader_autocast(reader):
+            for ids, mask in batches:
+                run_to_hook(reader._base, module, ids, mask)
+
+    acts = list(reader.iter_batches(docs))
+    results: dict[str, float] = {
+        "encoder": median_time(lambda: encoder.encode_texts(texts, "response"), args.runs),
+        "bare_to_hook": median_time(bare, args.runs),
+        "sae_pool": median_time(lambda: [encoder._pool(b) for b in acts], args.runs),
+    }
+    results["full_forward"] = time_full_forward(args, reader, batches)
+    sweep = {}
+    for budget_i in args.batch_tokens:
+        enc_i = SAEEncoder(reader, encoder.sae, encoder.encoder_id, sanity_tokens=0)
+        reader.max_tokens_per_batch = reader._token_budget = budget_i
+        sweep[budget_i] = median_time(lambda e=enc_i: e.encode_texts(texts, "response"), args.runs)
+    reader._token_budget = budget
+    precision = compare_precision(args, texts, encoder) if reader.device.type == "cpu" else {}
+    return report(args, encoder, texts, tokens, padded_tokens, results, sweep, precision)
+
+
+def time_full_forward(
+    args: argparse.Namespace,
+    reader: ActivationReader,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+) -> float:
+    """The same batches through every layer (no early exit; still no LM head)."""
+    full_model, _ = load_language_model(args.model, args.gguf_file)
+    dtype = next(reader._base.parameters()).dtype
+    full_base = base_model_of(full_model).to(reader.device, dtype=dtype)
+    full_module = hook_module(full_base, reader.hook)
+
+    def full() -> None:
+        with torch.inference_mode(), reader_autocast(reader):
+            for ids, mask in batches:
+                run_to_hook(full_base, full_module, ids, mask)  # all layers run
+
+    return median_time(full, args.runs)
+
+
+def reader_autocast(reader: ActivationReader) -> torch.autocast:
+    """The same autocast the reader uses (bf16 on CPU only when asked for)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=reader._autocast)
+
+
+def compare_precision(
+    args: argparse.Namespace, texts: list[str], fp32: SAEEncoder
+) -> dict[str, float]:
+    """bf16 autocast vs fp32 on CPU: speed and how far the codes agree."""
+    bf16 = SAEEncoder.from_settings(settings_from(args, precision="bf16"))
+    a = fp32.encode_texts(texts, "response")
+    b = bf16.encode_texts(texts, "response")
+    dense_a = fp32.dense_embed(texts[:16])
+    dense_b = bf16.dense_embed(texts[:16])
+    cos = (dense_a * dense_b).sum(1) / (
+        np.linalg.norm(dense_a, axis=1) * np.linalg.norm(dense_b, axis=1)
+    )
+    return {
+        "bf16_encoder_s": median_time(lambda: bf16.encode_texts(texts, "response"), args.runs),
+        "codes_jaccard_fp32_vs_bf16": jaccard(a, b),
+        "mean_pooled_cosine_min": float(cos.min()),
+    }
+
+
+def report(
+    args: argparse.Namespace,
+    encoder: SAEEncoder,
+    texts: list[str],
+    tokens: int,
+    padded: int,
+    results: dict[str, float],
+    sweep: dict[int, float],
+    precision: dict[str, float],
+) -> dict[str, object]:
+    n = len(texts)
+
+    def rate(seconds: float) -> dict[str, float]:
+        return {
+            "s": round(seconds, 3),
+            "events_per_s": round(n / seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1),
+        }
+
+    out: dict[str, object] = {
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, "
+        f"{torch.cuda.get_device_name() if encoder.reader.device.type == 'cuda' else 'CPU'}",
+        "torch": torch.__version__,
+        "encoder_id": encoder.encoder_id,
+        "layers_run": f"{encoder.reader.n_layers_kept} of {encoder.reader.n_layers_total}",
+        "precision": "bf16" if encoder.reader.device.type == "cuda" else "fp32",
+        "texts": n,
+        "text_tokens": tokens,
+        "tokens_with_template": padded,
+        "mean_tokens_per_text": round(tokens / n, 1),
+        "max_tokens_per_text": args.max_tokens_per_text,
+        "max_tokens_per_batch": args.batch_tokens[0],
+        "runs": args.runs,
+        **{k: rate(v) for k, v in results.items()},
+        "encoder_vs_bare_ratio": round(results["bare_to_hook"] / results["encoder"], 3),
+        "early_exit_speedup": round(results["full_forward"] / results["bare_to_hook"], 2),
+        "sae_share_of_encoder": round(results["sae_pool"] / results["encoder"], 3),
+        "batch_sweep": {str(k): rate(v) for k, v in sweep.items()},
+        **precision,
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="transformers model (default: offline)")
+    parser.add_argument("--gguf-file", default=None)
+    parser.add_argument("--sae", type=Path, default=None, help="local sae-lens SAE directory")
+    parser.add_argument("--sae-release", default=None)
+    parser.add_argument("--sae-id", default=None)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--events", type=int, default=48, help="held-out responses to encode")
+    parser.add_argument("--max-tokens-per-text", type=int, default=256)
+    parser.add_argument("--batch-tokens", type=int, nargs="+", default=[4096, 2048, 8192])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=None, help="write the JSON here too")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    if args.output is not None:
+        args.output.write_text(text + "\n")
+    logger.info("results:\n%s", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The shipped default: SmolLM2-135M-Instruct + the trained TopK SAE on real held-out text.
+
+Marked ``slow``: loads the default model (about 1 s from the user cache, ~20 s the first time
+from GGUF) and encodes a few hundred real responses on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from saewatch.config import EncodeSettings
+from saewatch.encode.corpus import held_out_texts, is_held_out_instruction, load_alpaca
+from saewatch.encode.default import REPORT_FILE, default_labels_path, default_sae_dir
+from saewatch.encode.encoder import SAEEncoder
+from saewatch.encode.labels import labels_for_settings
+from saewatch.encode.train import evaluate_sae
+
+pytestmark = pytest.mark.slow
+
+REPORT = json.loads((default_sae_dir() / REPORT_FILE).read_text())
+# Tolerances around the training report: other held-out samples move FVE by a few points.
+FVE_SLACK = 0.05
+MAX_DEAD_SHARE = 0.10  # on ~20k tokens; the report measures it on its whole held-out set
+N_SEMANTIC = 48  # responses per side: enough for a clear gap, ~1 minute on 2 cores
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SAEEncoder:
+    return SAEEncoder.from_settings(
+        EncodeSettings(device="cpu", max_tokens_per_text=128, sanity_tokens=4096)
+    )
+
+
+def test_report_describes_the_shipped_sae(encoder: SAEEncoder) -> None:
+    assert REPORT["d_sae"] == encoder.d_sae
+    assert REPORT["hook_name"] == encoder.reader.hook.hook_name
+    assert REPORT["train_tokens"] >= 500_000
+    assert REPORT["held_out"]["fve"] >= 0.6
+
+
+def test_held_out_fve_l0_and_dead_features(encoder: SAEEncoder) -> None:
+    texts = held_out_texts(per_model=12)
+    docs = encoder.reader.tokenize(texts, "response")
+    acts = np.concatenate([b.acts.numpy() for b in encoder.reader.iter_batches(docs)])
+    assert len(acts) > 10_000
+    result = evaluate_sae(encoder.sae, acts)
+    assert result.fve >= REPORT["held_out"]["fve"] - FVE_SLACK
+    assert result.mean_l0 == pytest.approx(REPORT["k"], rel=0.01)
+    assert result.dead_share <= MAX_DEAD_SHARE
+
+
+def test_sanity_check_passes_on_real_text(encoder: SAEEncoder) -> None:
+    encoder.encode_texts(held_out_texts(per_model=4), "response")
+    health = encoder.health
+    assert health.done and health.ok, health.warnings
+    assert health.fve is not None and health.fve >= health.expected_min_fve
+
+
+def test_labels_ship_with_the_default_and_fit(encoder: SAEEncoder) -> None:
+    labels = labels_for_settings(EncodeSettings(), encoder.d_sae)
+    assert labels is not None and default_labels_path().is_file()
+    assert len(labels.features) == encoder.d_sae
+    live = [f for f in labels.features if f.top_tokens]
+    assert len(live) >= 0.9 * encoder.d_sae
+    assert all(f.examples for f in live)
+
+
+def _doc_freq(encoder: SAEEncoder, texts: list[str]) -> np.ndarray:
+    codes = encoder.encode_texts(texts, "response")
+    return np.bincount(codes.indices, minlength=encoder.d_sae) / len(texts)
+
+
+def test_verbose_vs_concise_differs_far_more_than_two_halves_of_one_model(
+    encoder: SAEEncoder,
+) -> None:
+    rows = [i for i in range(805) if is_held_out_instruction(i)][: N_SEMANTIC * 2]
+    verbose = load_alpaca("gpt4_1106_preview_verbose")
+    concise = load_alpaca("gpt4_1106_preview_concise")
+    random.Random(0).shuffle(rows)
+    first, second = rows[:N_SEMANTIC], rows[N_SEMANTIC:]
+    f_verbose_a = _doc_freq(encoder, [verbose[i].output for i in first])
+    f_verbose_b = _doc_freq(encoder, [verbose[i].output for i in second])
+    f_concise = _doc_freq(encoder, [concise[i].output for i in second])
+    between = np.abs(f_verbose_a - f_concise).sum()  # different prompts AND behaviour
+    within = np.abs(f_verbose_a - f_verbose_b).sum()  # different prompts, same behaviour
+    assert between > 2.0 * within, (between, within)
