@@ -21,6 +21,8 @@ from saewatch.encode.train import evaluate_sae
 
 pytestmark = pytest.mark.slow
 
+if not (default_sae_dir() / REPORT_FILE).is_file():  # until the first trained SAE is committed
+    pytest.skip("the default SAE is not shipped yet", allow_module_level=True)
 REPORT = json.loads((default_sae_dir() / REPORT_FILE).read_text())
 # Tolerances around the training report: other held-out samples move FVE by a few points.
 FVE_SLACK = 0.05
