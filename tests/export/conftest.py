@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drift_reports import drift_report
-from export_harness import Exporter, ExporterFactory, publish_history
 from prometheus_client import CollectorRegistry
-from prometheus_harness import PrometheusServer, prometheus_binary
 
+from export.drift_reports import drift_report
+from export.export_harness import Exporter, ExporterFactory, publish_history
+from export.prometheus_harness import PrometheusServer, prometheus_binary
 from saewatch.config import WebSettings
 from saewatch.export import (
     DriftReportCollector,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from drift_reports import (
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from export.drift_reports import (
     AT,
     BASELINE,
     CANDIDATE,
@@ -16,9 +19,6 @@ from drift_reports import (
     drift_report,
     drift_result,
 )
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
 from saewatch.export import TOP_K_HARD_CAP, DriftReportCollector, ReportHolder
 from saewatch.export.collector import MAX_LABEL_CHARS
 from saewatch.models import DriftReport, FeatureDelta

@@ -6,11 +6,11 @@ import gzip
 import socket
 
 import pytest
-from drift_reports import BASELINE, CANDIDATE, DOWN, MODEL_ID, UP, drift_report
-from export_harness import Exporter, ExporterFactory
-from http_helpers import fetch
 from prometheus_client import CollectorRegistry
 
+from export.drift_reports import BASELINE, CANDIDATE, DOWN, MODEL_ID, UP, drift_report
+from export.export_harness import Exporter, ExporterFactory
+from export.http_helpers import fetch
 from saewatch.config import WebSettings
 from saewatch.export import ExporterServer, ReportHolder
 from saewatch.export.exceptions import ServerStartError

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from drift_reports import exercise_pipeline
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from export.drift_reports import exercise_pipeline
 from saewatch.export import PipelineMetrics
 from saewatch.export.metrics import INVALID_REASONS, STAGES
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from export_harness import Exporter
-from http_helpers import fetch
-
+from export.export_harness import Exporter
+from export.http_helpers import fetch
 from saewatch.export.schemas import comparison_id
 
 EXAMPLES = {"feature": "1412", "name": "report.css"}

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from drift_reports import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from export.drift_reports import (
     BASELINE,
     CANDIDATE,
     MODEL_ID,
@@ -17,11 +19,10 @@ from drift_reports import (
     drift_report,
     exercise_pipeline,
 )
-from export_harness import ExporterFactory
-from http_helpers import fetch
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_harness import RULES_DIR, PrometheusServer, fast_rules
-from promql_names import dashboards, expressions, names_used, recorded_names
+from export.export_harness import ExporterFactory
+from export.http_helpers import fetch
+from export.prometheus_harness import RULES_DIR, PrometheusServer, fast_rules
+from export.promql_names import dashboards, expressions, names_used, recorded_names
 
 pytestmark = pytest.mark.prometheus
 

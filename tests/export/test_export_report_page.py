@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from drift_reports import BASELINE, CANDIDATE, DOWN, UP
-from export_harness import Exporter
+
+from export.drift_reports import BASELINE, CANDIDATE, DOWN, UP
+from export.export_harness import Exporter
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCS_SCREENSHOT = PROJECT_ROOT / "docs" / "report.png"

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from promql_names import (
+
+from export.promql_names import (
     DASHBOARDS_DIR,
     PROJECT_ROOT,
     RULES_DIR,

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from drift_reports import AT, BASELINE, CANDIDATE, MODEL_ID, drift_report, outputs
-from export_harness import ExporterFactory
-from http_helpers import fetch
 
+from export.drift_reports import AT, BASELINE, CANDIDATE, MODEL_ID, drift_report, outputs
+from export.export_harness import ExporterFactory
+from export.http_helpers import fetch
 from saewatch.config import StateSettings
 from saewatch.export import StateQueries
 from saewatch.models import FeatureBatch, LLMEvent, SparseCodes
