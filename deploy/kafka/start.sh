@@ -28,13 +28,24 @@ ensure_libs() {
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         return
     fi
+    # Several brokers (test sessions) may start at once on a fresh clone: one fetches, the
+    # others wait for it instead of deleting the folder under it.
+    mkdir -p "$KAFKA_CACHE"
+    exec 9>"$KAFKA_CACHE/.libs.lock"
+    flock 9
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        flock -u 9
+        return
+    fi
     command -v mvn >/dev/null || die "Maven (mvn) is needed once to fetch the Kafka jars"
     log "fetching the broker's jars from Maven Central into $KAFKA_LIBS"
     rm -rf "$KAFKA_LIBS"
     mvn -q -B -Dstyle.color=never -f "$KAFKA_DEPLOY_DIR/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >&2 \
-        || die "mvn could not resolve org.apache.kafka:kafka_2.13 (see the output above)"
+        -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >"$KAFKA_CACHE/mvn.log" 2>&1 \
+        || { cat "$KAFKA_CACHE/mvn.log" >&2
+             die "mvn could not resolve org.apache.kafka:kafka_2.13 (output above)"; }
     echo "$want" >"$stamp"
+    flock -u 9
 }
 
 check_java() {
