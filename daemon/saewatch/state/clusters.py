@@ -1,38 +1,40 @@
-"""Streaming clusters of response documents: river k-means over a random projection.
+"""Streaming clusters of response documents: river k-means in a low-dimensional view of the codes.
 
 Raw SAE codes are too wide and sparse for river's clusterers (see docs/BENCHMARKS.md, "State"), so
-each document's *binarized* code is projected with a fixed, seeded Gaussian matrix to ``dims``
-dimensions (``x = P[active].sum(0) / sqrt(len(active))``, so documents sharing features land close;
-Johnson-Lindenstrauss keeps cosine geometry). The first ``warmup`` projected documents are buffered and
-the centres are placed by k-means++ and a few Lloyd iterations over that buffer (river's own
-initialisation, random N(0, 1) centres, leaves clusters empty or merges topics); afterwards river's
-:class:`~river.cluster.KMeans` learns from every ``learn_every``-th document (river runs at Python
-speed, ~0.5 ms per point here; the schedule depends on the event count only, so it is
-deterministic and independent of batch sizes). Every document is assigned to the nearest centre
-with one vectorised distance computation.
+each document's binarized, IDF-weighted code is mapped to ``dims`` dimensions
+(:mod:`saewatch.state.projection`). The first ``warmup`` documents are buffered; from them the
+basis (``projection="pca"``: their principal directions; ``"random"``: a seeded Gaussian matrix)
+and the initial centres (k-means++ and Lloyd; river's own random N(0, 1) centres leave clusters
+empty or merge topics) are computed, re-done each time the buffer doubles and frozen at its end.
+Afterwards river's :class:`~river.cluster.KMeans` learns from every ``learn_every``-th document
+(river runs at Python speed, ~0.5 ms per point here; the schedule depends on the event count only,
+so it is deterministic and independent of batch sizes). Every document is assigned to the nearest
+centre with one vectorised distance computation.
 
 Per (model_id, model_version) the state counts documents per cluster; per cluster it counts how
 often each feature fired, from which clusters are described by their most over-represented features
-(lift of the in-cluster frequency over the overall frequency). Merge: counts of ``other``'s cluster
-``c`` are added to this state's cluster nearest to ``other``'s centre ``c``, and this state's
-centres are kept — cluster identities are local to a clusterer, so that is an approximation
-(exact when both sides share one clusterer, e.g. a snapshot and its continuation).
+(lift of the in-cluster frequency over the overall frequency). Documents seen during the warm-up
+are counted under the centres of that moment. Merge: ``other``'s centres are mapped back through
+its basis and into this one; the counts of its cluster ``c`` go to this state's cluster nearest
+to centre ``c``, and this state's centres and basis are kept — cluster identities are local to a
+clusterer, so that is an approximation (exact when both sides share one clusterer, e.g. a
+snapshot and its continuation).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import numpy as np
-import scipy.sparse as sp
 from river.cluster import KMeans
 
 from saewatch.models import ClusterShare, FeatureBatch
 from saewatch.state.base import StateComponent
 from saewatch.state.exceptions import IncompatibleStateError
 from saewatch.state.keys import VersionKey, group_rows, key_to_str, version_from_str
+from saewatch.state.projection import learn_basis, project, random_basis
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class StreamingClusters(StateComponent):
     n_clusters
         k of the streaming k-means.
     dims
-        Width of the random projection.
+        Width of the low-dimensional view.
     warmup
         Documents buffered to place the initial centres (k-means++ and Lloyd).
     learn_every
@@ -58,6 +60,8 @@ class StreamingClusters(StateComponent):
         river KMeans step towards each learnt point.
     seed
         Seeds the projection and river.
+    projection
+        ``"pca"`` (learnt at warm-up) or ``"random"`` (seeded Gaussian).
 
     Examples
     --------
@@ -78,6 +82,7 @@ class StreamingClusters(StateComponent):
         learn_every: int = 256,
         halflife: float = 0.05,
         seed: int = 42,
+        projection: Literal["pca", "random"] = "pca",
     ) -> None:
         self.d_sae = d_sae
         self.n_clusters = n_clusters
@@ -86,22 +91,21 @@ class StreamingClusters(StateComponent):
         self.learn_every = learn_every
         self.halflife = halflife
         self.seed = seed
-        rng = np.random.default_rng(seed)
-        self._proj = rng.standard_normal((d_sae, dims)).astype(np.float32)
+        self.projection = projection
+        self._weights = np.ones(d_sae, dtype=np.float32)
+        self._basis = random_basis(d_sae, dims, seed)
         self._model = KMeans(n_clusters=n_clusters, halflife=halflife, seed=seed)
-        self._buffer: np.ndarray | None = np.zeros((0, dims), dtype=np.float32)  # warm-up only
+        # Warm-up buffer of binarized response codes (CSR); None once the warm-up is over.
+        self._buffer: tuple[np.ndarray, np.ndarray] | None = (
+            np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
         self._seen = 0  # documents assigned so far; drives the learning schedule
         self._placed_at = 0  # buffer size when the centres were last placed
         self._docs: dict[VersionKey, np.ndarray] = {}
         self._fired = np.zeros((n_clusters, d_sae), dtype=np.int64)
 
     def project(self, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Random projection of binarized CSR rows, ``[n, dims]`` float32."""
-        lengths = np.diff(indptr)
-        ones = np.ones(len(indices), dtype=np.float32)
-        binary = sp.csr_matrix((ones, indices, indptr), shape=(len(lengths), self.d_sae))
-        sums = np.asarray(binary @ self._proj, dtype=np.float32)
-        return sums / np.sqrt(np.maximum(lengths, 1))[:, None].astype(np.float32)
+        """``[n, dims]`` float32 coordinates of binarized CSR rows in the current basis."""
+        return project(indptr, indices, self._weights, self._basis)
 
     def centres(self) -> np.ndarray:
         """Current centres ``[n_clusters, dims]`` (river initialises them lazily, seeded)."""
@@ -115,8 +119,13 @@ class StreamingClusters(StateComponent):
 
     def update(self, batch: FeatureBatch) -> None:
         codes = batch.response
+        if self._buffer is not None:
+            self._warm_up(codes.indptr, codes.indices)
         x = self.project(codes.indptr, codes.indices)
-        self._learn(x)
+        first = max(self._seen, self.warmup)
+        seq = np.arange(self._seen, self._seen + len(x))
+        for row in x[(seq >= first) & ((seq - self.warmup) % self.learn_every == 0)]:
+            self._model.learn_one(dict(enumerate(row.tolist())))
         self._seen += len(x)
         labels = self.assign(x)
         for version, rows in group_rows(batch).items():
@@ -126,24 +135,23 @@ class StreamingClusters(StateComponent):
         flat = np.repeat(labels, lengths) * self.d_sae + codes.indices
         self._fired += np.bincount(flat, minlength=self._fired.size).reshape(self._fired.shape)
 
-    def _learn(self, x: np.ndarray) -> None:
-        if self._buffer is not None:
-            take = x[: max(0, self.warmup - len(self._buffer))]
-            self._buffer = np.concatenate([self._buffer, take])
-            n = len(self._buffer)
-            # Re-place centres when the buffer has doubled (and at its end): O(log warmup) runs.
-            if n >= self.n_clusters and (n >= 2 * self._placed_at or n >= self.warmup):
-                self._set_centres(_kmeans(self._buffer, self.n_clusters, self.seed))
-                self._placed_at = n
-            if len(self._buffer) >= self.warmup:
-                self._buffer = None  # warm-up over: river takes it from here
-            x = x[len(take):]
-            first = self._seen + len(take)
-        else:
-            first = self._seen
-        seq = np.arange(first, first + len(x))
-        for row in x[(seq - self.warmup) % self.learn_every == 0]:
-            self._model.learn_one(dict(enumerate(row.tolist())))
+    def _warm_up(self, indptr: np.ndarray, indices: np.ndarray) -> None:
+        """Buffer documents; (re)learn basis and centres when the buffer doubles or fills."""
+        held, held_idx = self._buffer  # type: ignore[misc]
+        take = min(len(indptr) - 1, self.warmup - (len(held) - 1))
+        new_ptr = np.concatenate([held, held[-1] + indptr[1:take + 1]])
+        new_idx = np.concatenate([held_idx, indices[: indptr[take]]])
+        self._buffer = (new_ptr, new_idx)
+        n = len(new_ptr) - 1
+        if n >= self.n_clusters and (n >= 2 * self._placed_at or n >= self.warmup):
+            if self.projection == "pca":
+                self._weights, self._basis = learn_basis(new_ptr, new_idx, self.d_sae, self.dims,
+                                                         self.seed)
+            x = self.project(new_ptr, new_idx)
+            self._set_centres(_kmeans(x, self.n_clusters, self.seed))
+            self._placed_at = n
+        if n >= self.warmup:
+            self._buffer = None  # warm-up over: basis frozen, river takes it from here
 
     def _set_centres(self, centres: np.ndarray) -> None:
         for c, centre in enumerate(np.asarray(centres, dtype=np.float64)):
@@ -181,8 +189,10 @@ class StreamingClusters(StateComponent):
         versions = sorted(self._docs)
         return {
             "d_sae": self.d_sae, "n_clusters": self.n_clusters, "dims": self.dims,
-            "seed": self.seed, "centres": self.centres(), "seen": self._seen,
-            "buffer": self._buffer if self._buffer is not None else np.zeros((0, 0), np.float32),
+            "seed": self.seed, "centres": self.centres(), "seen": self._seen, "placed_at": self._placed_at,
+            "weights": self._weights.copy(), "basis": self._basis.copy(),
+            "buffer_indptr": self._buffer[0].copy() if self._buffer else np.zeros(0, np.int64),
+            "buffer_indices": self._buffer[1].copy() if self._buffer else np.zeros(0, np.int32),
             "versions": [key_to_str(v) for v in versions],
             "docs": np.stack([self._docs[v] for v in versions]) if versions else
                     np.zeros((0, self.n_clusters), dtype=np.int64),
@@ -197,14 +207,14 @@ class StreamingClusters(StateComponent):
                 f"{(self.d_sae, self.n_clusters, self.dims)}/{self.seed}: keep them or reset state"
             )
         self.__init__(*shape[:2], shape[2], self.warmup,  # type: ignore[misc]
-                      self.learn_every, self.halflife, self.seed)
+                      self.learn_every, self.halflife, self.seed, self.projection)
         self._set_centres(snapshot["centres"])
-        self._seen = int(snapshot["seen"])
-        buffer = np.asarray(snapshot["buffer"], dtype=np.float32)
-        self._buffer = buffer.reshape(-1, self.dims) if buffer.size else None
-        self._placed_at = 0 if self._buffer is None else len(self._buffer)
-        if self._seen == 0:
-            self._buffer = np.zeros((0, self.dims), dtype=np.float32)
+        self._seen, self._placed_at = int(snapshot["seen"]), int(snapshot["placed_at"])
+        self._weights[:] = snapshot["weights"]
+        self._basis[:] = snapshot["basis"]
+        ptr = np.asarray(snapshot["buffer_indptr"], dtype=np.int64)
+        self._buffer = (ptr, np.asarray(snapshot["buffer_indices"], dtype=np.int32)) \
+            if len(ptr) else None
         for name, docs in zip(snapshot["versions"], snapshot["docs"], strict=True):
             self._docs[version_from_str(name)] = np.array(docs, dtype=np.int64)
         self._fired[:] = snapshot["fired"]
@@ -212,7 +222,8 @@ class StreamingClusters(StateComponent):
     def merge(self, other: Self) -> None:
         if (other.d_sae, other.dims, other.seed) != (self.d_sae, self.dims, self.seed):
             raise IncompatibleStateError("clusterers differ in d_sae/dims/seed: cannot merge")
-        target = self.assign(other.centres())
+        # other's centres, back through its basis (weighted feature space), into ours
+        target = self.assign(other.centres() @ other._basis.T @ self._basis)
         for version, docs in other._docs.items():
             mine = self._docs.setdefault(version, np.zeros(self.n_clusters, dtype=np.int64))
             np.add.at(mine, target, docs)
@@ -220,22 +231,45 @@ class StreamingClusters(StateComponent):
 
 
 LLOYD_ITERATIONS = 10  # enough to settle a k-means++ start on a few thousand points
+RESTARTS = 4  # k-means is a local search: keep the best of a few seeded starts (as sklearn does)
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """k-means++ seeding then Lloyd iterations; centres ``[k, dims]`` (seeded, deterministic)."""
-    rng = np.random.default_rng(seed)
+    """Best-of-``RESTARTS`` greedy k-means++ and Lloyd; centres ``[k, dims]`` (deterministic)."""
+    best, best_inertia = np.zeros((k, x.shape[1])), np.inf
+    for restart in range(RESTARTS):
+        centres = _lloyd(x, _kmeans_pp(x, k, np.random.default_rng([seed, restart])))
+        inertia = float(_sq_dist(x, centres).min(axis=1).sum())
+        if inertia < best_inertia:
+            best, best_inertia = centres, inertia
+    return best
+
+
+def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++: each new centre is the best of ``2 + log k`` sampled candidates."""
+    trials = 2 + int(np.log(k))
     centres = [x[rng.integers(len(x))]]
+    closest = _sq_dist(x, np.array(centres))[:, 0]
     for _ in range(1, k):
-        d2 = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
-        total = d2.sum()
-        pick = rng.choice(len(x), p=d2 / total) if total > 0 else rng.integers(len(x))
-        centres.append(x[pick])
-    c = np.array(centres, dtype=np.float64)
+        total = closest.sum()
+        candidates = (rng.choice(len(x), size=trials, p=closest / total) if total > 0
+                      else rng.integers(len(x), size=trials))
+        options = np.minimum(closest[:, None], _sq_dist(x, x[candidates]))
+        pick = int(np.argmin(options.sum(axis=0)))
+        centres.append(x[candidates[pick]])
+        closest = options[:, pick]
+    return np.array(centres, dtype=np.float64)
+
+
+def _lloyd(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     for _ in range(LLOYD_ITERATIONS):
-        labels = np.argmin(((x[:, None, :] - c[None]) ** 2).sum(2), axis=1)
-        for j in range(k):
+        labels = np.argmin(_sq_dist(x, centres), axis=1)
+        for j in range(len(centres)):
             members = x[labels == j]
             if len(members):
-                c[j] = members.mean(0)
-    return c
+                centres[j] = members.mean(0)
+    return centres
+
+
+def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum((x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :], 0.0)
