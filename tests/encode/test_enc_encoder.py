@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from saewatch.encode.encoder import SAEEncoder
+from saewatch.encode.exceptions import EncodeError
 from saewatch.encode.reader import plan_batches
 from saewatch.models import LLMEvent, SparseCodes
 
@@ -199,3 +200,10 @@ def test_cuda_out_of_memory_halves_the_batch_and_drops_nothing(
     assert sorted(i for r in results for i in r) == list(range(7))
     assert all(len(g) <= 2 for g in seen)
     assert reader._token_budget < 8192
+
+
+def test_token_budget_beyond_the_models_positions_fails_clearly(
+    make_encoder: Callable[..., SAEEncoder],
+) -> None:
+    with pytest.raises(EncodeError, match="max_tokens_per_text"):
+        make_encoder(max_tokens_per_text=1020)  # the tiny model has 1024 positions

@@ -120,6 +120,13 @@ class ActivationReader:
         self.precision: Precision = precision
         self.max_tokens_per_batch = max_tokens_per_batch
         self.text = TextTokenizer(tokenizer, max_tokens_per_text, use_chat_template)
+        longest = max(len(self.text.prefix("prompt")), len(self.text.prefix("response")))
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(limit, int) and longest + max_tokens_per_text > limit:
+            raise EncodeError(
+                f"encode.max_tokens_per_text={max_tokens_per_text} plus {longest} template "
+                f"tokens exceeds the model's {limit} positions; lower max_tokens_per_text"
+            )
         self._base = base_model_of(model)
         self.n_layers_total = len(decoder_layers(self._base))
         self.early_exit = early_exit
