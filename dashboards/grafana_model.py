@@ -6,6 +6,7 @@ Every panel's data source is ``${datasource}``, a data-source variable whose def
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -49,7 +50,7 @@ def stat(
     expr: str,
     pos: tuple[int, int, int, int],
     unit: str = "short",
-    thresholds: list[tuple[float | None, str]] | None = None,
+    thresholds: Sequence[tuple[float | None, str]] | None = None,
     description: str = "",
 ) -> Panel:
     p = panel("stat", title, [target(expr)], pos, unit, description)

@@ -23,6 +23,7 @@ from saewatch.models import (
     DriftReport,
     FeatureDelta,
     Snippet,
+    TextField,
     VersionCount,
 )
 
@@ -104,7 +105,7 @@ def _delta(
     )
 
 
-def drift_result(field: str = "response", computed_at: datetime = AT) -> ComparisonResult:
+def drift_result(field: TextField = "response", computed_at: datetime = AT) -> ComparisonResult:
     """The verbose rewrite, as the diff would report it: drift with many significant features."""
     n_b, n_c = 805, 805
     return ComparisonResult(

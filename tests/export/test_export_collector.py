@@ -118,10 +118,12 @@ def test_versions_and_capped_clusters() -> None:
             "saewatch_cluster_share_ratio",
             {"model_id": MODEL_ID, "model_version": BASELINE, "cluster": c},
         )
+        or 0.0
         for c in ("0", "1", "2", "3", "other")
     ]
+    assert all(shares)
     assert shares == sorted(shares[:4], reverse=True) + [shares[4]]
-    assert sum(shares) == pytest.approx(1.0)  # type: ignore[arg-type]
+    assert sum(shares) == pytest.approx(1.0)
     other_docs = get(
         "saewatch_cluster_documents",
         {"model_id": MODEL_ID, "model_version": BASELINE, "cluster": "other"},

@@ -98,14 +98,14 @@ class DriftReportCollector(Collector):
         """Build fresh families from the report that is current right now."""
         report = self.holder.latest
         families = _Families()
-        families.report_available.add_metric([], 0.0 if report is None else 1.0)
+        families.add("report_available", [], 0.0 if report is None else 1.0)
         if report is not None:
             self._fill(families, report)
         return iter(families.all())
 
     def _fill(self, families: _Families, report: DriftReport) -> None:
-        families.report_generated.add_metric([], report.generated_at.timestamp())
-        families.report_comparisons.add_metric([], float(len(report.comparisons)))
+        families.add("report_generated", [], report.generated_at.timestamp())
+        families.add("report_comparisons", [], float(len(report.comparisons)))
         for result in report.comparisons:
             families.add_comparison(result)
             for direction, deltas in (("up", result.top_up), ("down", result.top_down)):
@@ -113,14 +113,14 @@ class DriftReportCollector(Collector):
                     families.add_feature(result, direction, rank, delta)
         for version in report.versions:
             labels = [version.model_id, version.model_version, version.field]
-            families.version_documents.add_metric(labels, float(version.documents))
+            families.add("version_documents", labels, float(version.documents))
             if version.first_seen is not None:
-                families.version_first_seen.add_metric(labels, version.first_seen.timestamp())
+                families.add("version_first_seen", labels, version.first_seen.timestamp())
             if version.last_seen is not None:
-                families.version_last_seen.add_metric(labels, version.last_seen.timestamp())
+                families.add("version_last_seen", labels, version.last_seen.timestamp())
         for labels, share, documents in capped_clusters(report.clusters, self.max_clusters):
-            families.cluster_share.add_metric(labels, share)
-            families.cluster_documents.add_metric(labels, float(documents))
+            families.add("cluster_share", labels, share)
+            families.add("cluster_documents", labels, float(documents))
 
 
 def capped_clusters(
@@ -156,126 +156,159 @@ def capped_clusters(
     return rows
 
 
+_CMP = COMPARISON_LABELS
+_VERSION = ("model_id", "model_version", "field")
+_CLUSTER = ("model_id", "model_version", "cluster")
+# key -> (type, name without the saewatch_ prefix, help, label names). One entry per family keeps
+# names, help texts and label sets in one place; describe() and collect() both build from it.
+FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "report_available": ("gauge", "report_available", "1 once a drift report was computed", ()),
+    "report_generated": (
+        "gauge",
+        "report_generated_timestamp_seconds",
+        "When the latest drift report was computed",
+        (),
+    ),
+    "report_comparisons": ("gauge", "report_comparisons", "Comparisons in the latest report", ()),
+    "drift_score": (
+        "gauge",
+        "comparison_drift_score",
+        "Calibrated drift score (about 0 for A/A)",
+        _CMP,
+    ),
+    "divergence": (
+        "gauge",
+        "comparison_js_divergence",
+        "Jensen-Shannon divergence of the feature-frequency profiles",
+        _CMP,
+    ),
+    "significant": (
+        "gauge",
+        "comparison_significant_features",
+        "Features whose frequency changed with q below the configured level",
+        _CMP,
+    ),
+    "drift_detected": ("gauge", "comparison_drift_detected", "1 when the verdict is drift", _CMP),
+    "verdict": (
+        "gauge",
+        "comparison_verdict",
+        "1 for the comparison's current verdict, 0 for the others",
+        (*_CMP, "verdict"),
+    ),
+    "alarm": (
+        "gauge",
+        "comparison_sequential_alarm",
+        "1 when the always-valid sequential test over the stream has rejected",
+        _CMP,
+    ),
+    "documents": (
+        "gauge",
+        "comparison_documents",
+        "Documents on each side of the comparison",
+        (*_CMP, "side"),
+    ),
+    "computed": (
+        "gauge",
+        "comparison_computed_timestamp_seconds",
+        "When the comparison was last computed",
+        _CMP,
+    ),
+    "feature_freq": (
+        "gauge",
+        "top_feature_frequency_ratio",
+        "Document frequency of the feature at a top-K rank, per side",
+        (*FEATURE_LABELS, "side"),
+    ),
+    "feature_log_odds": (
+        "gauge",
+        "top_feature_log_odds_ratio",
+        "Smoothed log-odds ratio, candidate vs baseline, of the feature at a top-K rank",
+        FEATURE_LABELS,
+    ),
+    "feature_q": (
+        "gauge",
+        "top_feature_q_value",
+        "Benjamini-Hochberg q-value of the feature at a top-K rank",
+        FEATURE_LABELS,
+    ),
+    "feature_info": (
+        "info",
+        "top_feature",
+        "Feature id and label at each top-K rank",
+        FEATURE_LABELS,
+    ),
+    "version_documents": (
+        "counter",
+        "version_documents",
+        "Documents seen per model version and field",
+        _VERSION,
+    ),
+    "version_first_seen": (
+        "gauge",
+        "version_first_seen_timestamp_seconds",
+        "Event time of the first document of a version",
+        _VERSION,
+    ),
+    "version_last_seen": (
+        "gauge",
+        "version_last_seen_timestamp_seconds",
+        "Event time of the latest document of a version",
+        _VERSION,
+    ),
+    "cluster_share": (
+        "gauge",
+        "cluster_share_ratio",
+        "Share of a version's documents in a streaming cluster (capped ids, rest is other)",
+        _CLUSTER,
+    ),
+    "cluster_documents": (
+        "gauge",
+        "cluster_documents",
+        "Documents of a version in a streaming cluster (capped ids, rest is other)",
+        _CLUSTER,
+    ),
+}
+_FACTORIES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily, "info": InfoMetricFamily}
+
+
 class _Families:
-    """The families of one scrape; attribute per metric so each name is written once."""
+    """The families of one scrape, built fresh from :data:`FAMILIES`."""
 
     def __init__(self) -> None:
-        g, c = GaugeMetricFamily, CounterMetricFamily
-        cmp_labels, feat_labels = list(COMPARISON_LABELS), list(FEATURE_LABELS)
-        version_labels = ["model_id", "model_version", "field"]
-        cluster_labels = ["model_id", "model_version", "cluster"]
-        p = "saewatch_"
-        self.report_available = g(p + "report_available", "1 once a drift report was computed")
-        self.report_generated = g(
-            p + "report_generated_timestamp_seconds", "When the latest drift report was computed"
-        )
-        self.report_comparisons = g(p + "report_comparisons", "Comparisons in the latest report")
-        self.drift_score = g(
-            p + "comparison_drift_score",
-            "Calibrated drift score (about 0 for A/A)",
-            labels=cmp_labels,
-        )
-        self.divergence = g(
-            p + "comparison_js_divergence",
-            "Jensen-Shannon divergence of the feature-frequency profiles",
-            labels=cmp_labels,
-        )
-        self.significant = g(
-            p + "comparison_significant_features",
-            "Features whose frequency changed with q below the configured level",
-            labels=cmp_labels,
-        )
-        self.drift_detected = g(
-            p + "comparison_drift_detected", "1 when the verdict is drift", labels=cmp_labels
-        )
-        self.verdict = g(
-            p + "comparison_verdict",
-            "1 for the comparison's current verdict, 0 for the others",
-            labels=[*cmp_labels, "verdict"],
-        )
-        self.alarm = g(
-            p + "comparison_sequential_alarm",
-            "1 when the always-valid sequential test over the stream has rejected",
-            labels=cmp_labels,
-        )
-        self.documents = g(
-            p + "comparison_documents",
-            "Documents on each side of the comparison",
-            labels=[*cmp_labels, "side"],
-        )
-        self.computed = g(
-            p + "comparison_computed_timestamp_seconds",
-            "When the comparison was last computed",
-            labels=cmp_labels,
-        )
-        self.feature_freq = g(
-            p + "top_feature_frequency_ratio",
-            "Document frequency of the feature at a top-K rank, per side",
-            labels=[*feat_labels, "side"],
-        )
-        self.feature_log_odds = g(
-            p + "top_feature_log_odds_ratio",
-            "Smoothed log-odds ratio, candidate vs baseline, of the feature at a top-K rank",
-            labels=feat_labels,
-        )
-        self.feature_q = g(
-            p + "top_feature_q_value",
-            "Benjamini-Hochberg q-value of the feature at a top-K rank",
-            labels=feat_labels,
-        )
-        self.feature_info = InfoMetricFamily(
-            p + "top_feature", "Feature id and label at each top-K rank", labels=feat_labels
-        )
-        self.version_documents = c(
-            p + "version_documents",
-            "Documents seen per model version and field",
-            labels=version_labels,
-        )
-        self.version_first_seen = g(
-            p + "version_first_seen_timestamp_seconds",
-            "Event time of the first document of a version",
-            labels=version_labels,
-        )
-        self.version_last_seen = g(
-            p + "version_last_seen_timestamp_seconds",
-            "Event time of the latest document of a version",
-            labels=version_labels,
-        )
-        self.cluster_share = g(
-            p + "cluster_share_ratio",
-            "Share of a version's documents in a streaming cluster (capped ids, rest is other)",
-            labels=cluster_labels,
-        )
-        self.cluster_documents = g(
-            p + "cluster_documents",
-            "Documents of a version in a streaming cluster (capped ids, rest is other)",
-            labels=cluster_labels,
-        )
+        self._families: dict[str, Metric] = {
+            key: _FACTORIES[kind](f"saewatch_{name}", help_text, labels=list(labels))
+            for key, (kind, name, help_text, labels) in FAMILIES.items()
+        }
+
+    def add(self, key: str, labels: list[str], value: float) -> None:
+        family = self._families[key]
+        assert isinstance(family, GaugeMetricFamily | CounterMetricFamily)
+        family.add_metric(labels, value)
 
     def all(self) -> list[Metric]:
-        return [m for m in vars(self).values() if isinstance(m, Metric)]
+        return list(self._families.values())
 
     def add_comparison(self, result: ComparisonResult) -> None:
         values = _comparison_values(result)
-        self.drift_score.add_metric(values, result.drift_score)
-        self.divergence.add_metric(values, result.divergence)
-        self.significant.add_metric(values, float(result.n_significant))
-        self.drift_detected.add_metric(values, 1.0 if result.verdict == "drift" else 0.0)
+        self.add("drift_score", values, result.drift_score)
+        self.add("divergence", values, result.divergence)
+        self.add("significant", values, float(result.n_significant))
+        self.add("drift_detected", values, 1.0 if result.verdict == "drift" else 0.0)
         for verdict in VERDICTS:
-            self.verdict.add_metric([*values, verdict], 1.0 if result.verdict == verdict else 0.0)
-        self.alarm.add_metric(values, 1.0 if result.sequential_alarm else 0.0)
-        self.documents.add_metric([*values, "baseline"], float(result.n_baseline))
-        self.documents.add_metric([*values, "candidate"], float(result.n_candidate))
-        self.computed.add_metric(values, result.computed_at.timestamp())
+            self.add("verdict", [*values, verdict], 1.0 if result.verdict == verdict else 0.0)
+        self.add("alarm", values, 1.0 if result.sequential_alarm else 0.0)
+        self.add("documents", [*values, "baseline"], float(result.n_baseline))
+        self.add("documents", [*values, "candidate"], float(result.n_candidate))
+        self.add("computed", values, result.computed_at.timestamp())
 
     def add_feature(
         self, result: ComparisonResult, direction: str, rank: int, delta: FeatureDelta
     ) -> None:
         values = [*_comparison_values(result), direction, str(rank)]
-        self.feature_freq.add_metric([*values, "baseline"], delta.freq_baseline)
-        self.feature_freq.add_metric([*values, "candidate"], delta.freq_candidate)
-        self.feature_log_odds.add_metric(values, delta.log_odds_ratio)
-        self.feature_q.add_metric(values, delta.q_value)
-        self.feature_info.add_metric(
-            values, {"feature": str(delta.feature), "label": short_label(delta.label)}
-        )
+        self.add("feature_freq", [*values, "baseline"], delta.freq_baseline)
+        self.add("feature_freq", [*values, "candidate"], delta.freq_candidate)
+        self.add("feature_log_odds", values, delta.log_odds_ratio)
+        self.add("feature_q", values, delta.q_value)
+        info = self._families["feature_info"]
+        assert isinstance(info, InfoMetricFamily)
+        info.add_metric(values, {"feature": str(delta.feature), "label": short_label(delta.label)})

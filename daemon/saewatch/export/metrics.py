@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -67,7 +67,7 @@ class PipelineMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         ns = "saewatch"
-        kw = {"namespace": ns, "registry": registry}
+        kw: dict[str, Any] = {"namespace": ns, "registry": registry}
         self.events_consumed = Counter("events_consumed", "Records read from the source", **kw)
         self.events_processed = Counter(
             "events_processed", "Valid events encoded and folded into the state", **kw
@@ -83,6 +83,14 @@ class PipelineMetrics:
         self.processing_errors = Counter(
             "processing_errors", "Records skipped after an error, per stage", ["stage"], **kw
         )
+        self._init_timing_metrics(kw)
+        self._init_model_metrics(kw)
+        self._pre_initialise()
+        self._last_snapshot_at: float | None = None
+        self.last_snapshot_age.set_function(self._snapshot_age)
+        self._lag: dict[tuple[str, int], int] = {}
+
+    def _init_timing_metrics(self, kw: Mapping[str, Any]) -> None:
         self.encode_duration = Histogram(
             "encode_duration_seconds",
             "Wall time to encode one batch (model + SAE)",
@@ -121,13 +129,8 @@ class PipelineMetrics:
             "Seconds since the last state snapshot (-1: none yet)",
             **kw,
         )
-        self._init_model_metrics(kw)
-        self._pre_initialise()
-        self._last_snapshot_at: float | None = None
-        self.last_snapshot_age.set_function(self._snapshot_age)
-        self._lag: dict[tuple[str, int], int] = {}
 
-    def _init_model_metrics(self, kw: Mapping[str, object]) -> None:
+    def _init_model_metrics(self, kw: Mapping[str, Any]) -> None:
         self.model_info = Info("model", "Language model, SAE, hook and device in use", **kw)
         self.sae_latents = Gauge("sae_latents", "Width of the SAE (d_sae)", **kw)
         self.sae_variance_explained = Gauge(
