@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -213,3 +214,9 @@ def test_stop_releases_the_port(exporter: ExporterFactory) -> None:
     ex.server.stop()  # idempotent
     with socket.create_server((host, port)):
         pass
+
+
+def test_concurrent_requests_are_all_answered(drifting: Exporter) -> None:
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        statuses = list(pool.map(lambda _: fetch(drifting.url + "/metrics").status, range(96)))
+    assert statuses == [200] * 96

@@ -47,11 +47,29 @@ REQUEST_TIMEOUT_S = 30.0
 MIN_GZIP_BYTES = 1024
 # serve_forever checks for shutdown this often; stop() waits at most this long for it.
 SHUTDOWN_POLL_S = 0.1
+# Requests served at once; scrapes and page views are few, a flood must not spawn threads.
+MAX_CONCURRENT_REQUESTS = 32
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Back-pressure instead of one thread per connection without limit: the accept loop
+        # waits for a free slot (slots free within REQUEST_TIMEOUT_S at worst).
+        self._slots.acquire()
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints tracebacks to stderr; route them through logging instead.
