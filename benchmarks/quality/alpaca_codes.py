@@ -1,0 +1,148 @@
+"""Encoded AlpacaEval responses for the real-data diff tests and the worked example, cached.
+
+Encoding costs ~10-20 texts/s on a 2-core CPU, so each model's response codes are encoded once
+and cached under ``<cache>/codes/<encoder key>/<model>-<selection hash>.npz`` (``<cache>`` is
+``$SAEWATCH_CACHE_DIR`` or ``~/.cache/saewatch``). The encoder key hashes the SAE's config and
+weights plus the encode settings that change codes, so a new SAE or setting recomputes and a fresh
+machine starts empty. Only the response field is encoded.
+
+Version pairs are built from *disjoint prompt halves*: two versions never see identical traffic,
+and identical prompts would make the samples dependent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saewatch.config import EncodeSettings
+from saewatch.models import FeatureBatch, LLMEvent, SparseCodes
+
+logger = logging.getLogger(__name__)
+
+PAIRS = (
+    ("gpt4_1106_preview", "gpt4_1106_preview_verbose"),
+    ("claude-2.1", "claude-2.1_concise"),
+    ("Mistral-7B-Instruct-v0.2", "Snorkel-Mistral-PairRM-DPO"),
+)
+MODELS = tuple(sorted({m for pair in PAIRS for m in pair}))
+N_INSTRUCTIONS = 300  # per model: two disjoint halves of 150 prompts
+N_ALPACA = 805
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def selected_instructions(n: int = N_INSTRUCTIONS, seed: int = 0) -> np.ndarray:
+    """A seeded, sorted sample of AlpacaEval instruction indices."""
+    return np.sort(np.random.default_rng(seed).choice(N_ALPACA, size=n, replace=False))
+
+
+def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of ``range(n)`` (positions into the selection)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2:])
+
+
+def encoder_key(settings: EncodeSettings) -> str:
+    """Names the cache folder: SAE config and weights digest plus code-changing settings."""
+    from saewatch.encode.default import default_sae_dir
+
+    sae_dir = Path(settings.sae.path) if settings.sae and settings.sae.path else default_sae_dir()
+    digest = hashlib.sha256()
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        digest.update((sae_dir / name).read_bytes())
+    digest.update(f"{settings.model}|{settings.max_tokens_per_text}|{settings.threshold}|"
+                  f"{settings.use_chat_template}|{settings.precision}".encode())
+    return f"{sae_dir.name}-{digest.hexdigest()[:16]}"
+
+
+@dataclass
+class CodesCache:
+    """Loads cached codes, encoding (and caching) what is missing with one lazily built encoder."""
+
+    settings: EncodeSettings = field(default_factory=EncodeSettings)
+    root: Path | None = None
+    _encoder: object | None = None
+
+    def folder(self) -> Path:
+        from saewatch.encode.default import cache_dir
+
+        return (self.root or cache_dir() / "codes") / encoder_key(self.settings)
+
+    def codes(self, model: str, instructions: np.ndarray) -> tuple[SparseCodes, str, int]:
+        """Response codes of ``model`` on ``instructions``, with encoder id and d_sae."""
+        tag = hashlib.sha256(instructions.astype(np.int64).tobytes()).hexdigest()[:12]
+        path = self.folder() / f"{model}-{tag}.npz"
+        if not path.is_file():
+            self._encode(model, instructions, path)
+        with np.load(path, allow_pickle=False) as data:
+            codes = SparseCodes(indptr=data["indptr"], indices=data["indices"],
+                                values=data["values"], n_tokens=data["n_tokens"],
+                                truncated=data["truncated"])
+            return codes, str(data["encoder_id"]), int(data["d_sae"])
+
+    def dense(self, model: str, instructions: np.ndarray) -> np.ndarray:
+        """Mean-pooled hook activations ``[n, d_model]`` of the same responses (MMD baseline)."""
+        tag = hashlib.sha256(instructions.astype(np.int64).tobytes()).hexdigest()[:12]
+        path = self.folder() / f"{model}-{tag}-dense.npy"
+        if not path.is_file():
+            encoder, texts = self._texts(model, instructions)
+            logger.info("embedding %d responses of %s (cache miss)", len(texts), model)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, encoder.dense_embed(texts, "response").astype(np.float32))
+            tmp.replace(path)
+        return np.load(path)
+
+    def _texts(self, model: str, instructions: np.ndarray) -> tuple[Any, list[str]]:
+        from saewatch.encode.corpus import load_alpaca
+        from saewatch.encode.encoder import SAEEncoder
+
+        if self._encoder is None:
+            self._encoder = SAEEncoder.from_settings(self.settings)
+        rows = load_alpaca(model)
+        return self._encoder, [rows[int(i)].output for i in instructions]
+
+    def _encode(self, model: str, instructions: np.ndarray, path: Path) -> None:
+        encoder, texts = self._texts(model, instructions)
+        logger.info("encoding %d responses of %s (cache miss)", len(texts), model)
+        codes = encoder.encode_texts(texts, "response")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, indptr=codes.indptr, indices=codes.indices, values=codes.values,
+                 n_tokens=codes.n_tokens, truncated=codes.truncated, instructions=instructions,
+                 encoder_id=np.array(encoder.encoder_id), d_sae=np.array(encoder.d_sae))
+        tmp.replace(path)
+
+
+def subset(codes: SparseCodes, rows: np.ndarray) -> SparseCodes:
+    """The CSR rows ``rows`` of ``codes``."""
+    parts = [codes.row(int(i)) for i in rows]
+    lengths = [len(p[0]) for p in parts]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    return SparseCodes(
+        indptr=indptr,
+        indices=np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32),
+        values=np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float16),
+        n_tokens=codes.n_tokens[rows], truncated=codes.truncated[rows])
+
+
+def as_batch(codes: SparseCodes, model: str, version: str, instructions: Sequence[int],
+             encoder_id: str, d_sae: int, texts: Sequence[str] | None = None,
+             model_id: str = "alpaca_eval") -> FeatureBatch:
+    """A FeatureBatch of response codes as events of ``model_id``/``version`` (empty prompts)."""
+    events = tuple(
+        LLMEvent(event_id=f"{model}/{i}", timestamp=T0 + timedelta(seconds=int(i)),
+                 model_id=model_id, model_version=version, prompt="",
+                 response=texts[k] if texts else "")
+        for k, i in enumerate(instructions))
+    empty = SparseCodes.from_rows([[] for _ in events], [[] for _ in events])
+    return FeatureBatch(encoder_id=encoder_id, d_sae=d_sae, events=events, prompt=empty,
+                        response=codes)

@@ -1,0 +1,170 @@
+"""Real diffs between the shared AlpacaEval version pairs, A/A calibration, and the dense baseline.
+
+For each known pair (baseline model on one half of 300 prompts, candidate on the other half) the
+events go through :class:`MonitorState` and :func:`build_report`, as in the daemon, and the top
+features are printed with labels, statistics and example snippets. A/A: each model's responses
+split into two halves with 10 seeds. Sequential looks: the verdict is re-evaluated every 10 events
+per side; the dense baseline (MMD on mean-pooled hidden states) is checked at 5 sample sizes, the
+way a fixed-sample test would be used on a stream. Prints Markdown for docs/BENCHMARKS.md and
+writes JSON with ``--json``.
+
+    python -m benchmarks.quality.diff_pairs --json /tmp/diff_pairs.json > /tmp/diff_pairs.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from benchmarks.quality.alpaca_codes import (
+    MODELS,
+    PAIRS,
+    CodesCache,
+    as_batch,
+    halves,
+    selected_instructions,
+    subset,
+)
+
+from saewatch.config import ComparisonSpec, DiffSettings, StateSettings
+from saewatch.diff.compare import compare
+from saewatch.diff.dense import mmd_test
+from saewatch.diff.report import build_report
+from saewatch.models import ComparisonKey, ComparisonResult, FeatureCounts, SparseCodes
+from saewatch.state.monitor import MonitorState
+
+logger = logging.getLogger("benchmarks.quality.diff_pairs")
+
+SETTINGS = DiffSettings(min_documents=100, top_k=5, examples_per_side=1)
+AA_SEEDS = range(1, 11)
+LOOK_EVERY = 10
+DENSE_LOOKS = (30, 60, 90, 120, 150)
+
+
+def counts(c: SparseCodes, d: int, version: str) -> FeatureCounts:
+    return FeatureCounts(model_id="alpaca_eval", model_version=version, field="response",
+                         n_documents=len(c), fired=np.bincount(c.indices, minlength=d),
+                         activation_sum=np.zeros(d))
+
+
+def key(a: str, b: str) -> ComparisonKey:
+    return ComparisonKey(model_id="alpaca_eval", field="response", baseline=a, candidate=b)
+
+
+def first_alarm(ca: SparseCodes, cb: SparseCodes, d: int) -> int | None:
+    """Events per side at the first look (every LOOK_EVERY) where the sequential test alarms."""
+    for n in range(LOOK_EVERY, min(len(ca), len(cb)) + 1, LOOK_EVERY):
+        r = compare(key("a", "b"), counts(subset(ca, np.arange(n)), d, "a"),
+                    counts(subset(cb, np.arange(n)), d, "b"), DiffSettings(min_documents=10))
+        if r.sequential_alarm:
+            return n
+    return None
+
+
+def dense_any_look(xa: np.ndarray, xb: np.ndarray) -> tuple[bool, list[float]]:
+    ps = [mmd_test(xa[:n], xb[:n], n_permutations=200, seed=n).p_value for n in DENSE_LOOKS]
+    return any(p < 0.05 for p in ps), [round(p, 4) for p in ps]
+
+
+def pair_report(cache: CodesCache, labels: dict[int, str], baseline: str,
+                candidate: str) -> tuple[ComparisonResult, dict]:
+    from saewatch.encode.corpus import load_alpaca
+
+    chosen = selected_instructions()
+    first, second = halves(len(chosen), 0)
+    state = MonitorState(StateSettings(retrieval_capacity=1_000))
+    parts = {}
+    for model, rows in ((baseline, first), (candidate, second)):
+        c, encoder_id, d = cache.codes(model, chosen)
+        texts = load_alpaca(model)
+        parts[model] = subset(c, rows)
+        state.update(as_batch(parts[model], model, model, chosen[rows].tolist(), encoder_id, d,
+                              texts=[texts[int(i)].output for i in chosen[rows]]))
+    spec = ComparisonSpec(model_id="alpaca_eval", baseline=baseline, candidate=candidate)
+    settings = SETTINGS.model_copy(update={"comparisons": [spec], "window_comparisons": False})
+    result = build_report(state.version_counts(), state.counts, settings, labels=labels,
+                          examples=state.examples).comparisons[0]
+    xa, xb = (cache.dense(m, chosen)[rows] for m, rows in ((baseline, first),
+                                                           (candidate, second)))
+    dense = mmd_test(xa, xb, n_permutations=500)
+    extra = {"first_alarm_events_per_side": first_alarm(parts[baseline], parts[candidate], d),
+             "mmd_p": round(dense.p_value, 4), "mmd2": dense.statistic,
+             "nnz_mean": float(np.diff(parts[baseline].indptr).mean()), "d_sae": d}
+    return result, extra
+
+
+def aa_calibration(cache: CodesCache) -> dict:
+    chosen = selected_instructions()
+    rows, dense_streams = [], []
+    for model in MODELS:
+        c, _, d = cache.codes(model, chosen)
+        x = cache.dense(model, chosen)
+        for seed in AA_SEEDS:
+            a, b = halves(len(c), seed)
+            r = compare(key("a", "b"), counts(subset(c, a), d, "a"), counts(subset(c, b), d, "b"),
+                        SETTINGS)
+            rows.append({"model": model, "seed": seed, "n_significant": r.n_significant,
+                         "alarm": r.sequential_alarm, "drift_score": r.drift_score,
+                         "divergence": r.divergence})
+            if seed <= 2:
+                fired, ps = dense_any_look(x[a], x[b])
+                dense_streams.append({"model": model, "seed": seed, "mmd_any_look": fired,
+                                      "mmd_p": ps,
+                                      "saewatch_alarm": first_alarm(subset(c, a), subset(c, b), d)})
+    return {"runs": rows, "dense_streams": dense_streams}
+
+
+def markdown(pairs: list[tuple[ComparisonResult, dict]], aa: dict) -> str:
+    out = ["| pair (baseline → candidate, 150 vs 150 prompts) | verdict | significant (q<0.05) | "
+           "drift score | JS | alarm after (events/side) | MMD p (dense) |", "|---|---|---|---|---|---|---|"]
+    for r, x in pairs:
+        out.append(f"| {r.key.baseline} → {r.key.candidate} | {r.verdict} | {r.n_significant} | "
+                   f"{r.drift_score:.2f} | {r.divergence:.4f} | {x['first_alarm_events_per_side']} "
+                   f"| {x['mmd_p']} |")
+    for r, _x in pairs:
+        out += ["", f"**{r.key.baseline} → {r.key.candidate}**", "",
+                "| | feature | label | freq base → cand | log-odds | q | example |",
+                "|---|---|---|---|---|---|---|"]
+        for d in (*r.top_up, *r.top_down):
+            ex = (d.examples_candidate if d.direction == "up" else d.examples_baseline)
+            text = ex[0].text[:90].replace("\n", " ").replace("|", "/") if ex else ""
+            out.append(f"| {'▲' if d.direction == 'up' else '▼'} | {d.feature} | {d.label or ''} "
+                       f"| {d.freq_baseline:.2f} → {d.freq_candidate:.2f} | "
+                       f"{d.log_odds_ratio:+.2f} | {d.q_value:.1e} | {text} |")
+    runs = aa["runs"]
+    out += ["", f"A/A ({len(runs)} splits): significant features in total "
+            f"{sum(r['n_significant'] for r in runs)}, sequential alarms "
+            f"{sum(r['alarm'] for r in runs)}, drift score max "
+            f"{max(r['drift_score'] for r in runs):.3f}, JS mean "
+            f"{np.mean([r['divergence'] for r in runs]):.4f}.",
+            f"Repeated looks on {len(aa['dense_streams'])} A/A streams: MMD (p<0.05 at any of "
+            f"{len(DENSE_LOOKS)} looks) fired on {sum(s['mmd_any_look'] for s in aa['dense_streams'])}; "
+            f"the always-valid test (a look every {LOOK_EVERY} events) alarmed on "
+            f"{sum(s['saewatch_alarm'] is not None for s in aa['dense_streams'])}."]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    from saewatch.encode.default import default_labels_path
+    from saewatch.encode.labels import load_labels
+
+    cache = CodesCache()
+    labels = {f.feature: f.label for f in load_labels(default_labels_path()).features}
+    pairs = [pair_report(cache, labels, a, b) for a, b in PAIRS]
+    aa = aa_calibration(cache)
+    if args.json:
+        args.json.write_text(json.dumps({"pairs": [{"result": r.model_dump(mode="json"), **x}
+                                                   for r, x in pairs], "aa": aa}, indent=1))
+    sys.stdout.write(markdown(pairs, aa))
+
+
+if __name__ == "__main__":
+    main()
