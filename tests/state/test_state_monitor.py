@@ -121,3 +121,29 @@ def test_feature_detail_collects_frequencies_examples_and_neighbours() -> None:
     assert neighbours[("feature", 2, None)] == 1.0
     assert neighbours[("metadata", None, "a")] == 1.0
     assert next(n for n in detail.neighbours if n.feature == 2).label == "two"
+
+
+def snapshot_bytes(state: MonitorState) -> int:
+    """Bytes of arrays plus characters of strings in a snapshot (its size on disk, roughly)."""
+    def size(v: object) -> int:
+        if isinstance(v, np.ndarray):
+            return v.nbytes
+        if isinstance(v, dict):
+            return sum(size(x) for x in v.values()) + sum(len(str(k)) for k in v)
+        if isinstance(v, list | tuple):
+            return sum(size(x) for x in v)
+        return len(v) if isinstance(v, str) else 8
+    return size(state.snapshot())
+
+
+def test_memory_stops_growing_once_the_retrieval_ring_is_full() -> None:
+    settings = SETTINGS.model_copy(update={"retrieval_capacity": 200})
+    state = MonitorState(settings)
+    sizes = []
+    for round_ in range(3):
+        for b in batches(seed=round_, n=25):  # 1,000 events per round
+            state.update(b.model_copy(update={"events": tuple(
+                e.model_copy(update={"event_id": f"r{round_}-{e.event_id}"}) for e in b.events)}))
+        sizes.append(snapshot_bytes(state))
+    assert state.counts("m", "v0", "response").n_documents == 3 * 13 * 40
+    assert sizes[2] <= sizes[1] * 1.05  # flat: 1,000 more events add (almost) nothing

@@ -63,7 +63,24 @@ class LoadedSnapshot:
 
 
 class SnapshotStore:
-    """Keeps the ``keep`` newest snapshots in ``directory``; see the module docstring for order."""
+    """Keeps the ``keep`` newest snapshots in ``directory``; see the module docstring for order.
+
+    Parameters
+    ----------
+    directory
+        Folder of the snapshot files (created if missing).
+    keep
+        How many of the newest snapshots to keep.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = SnapshotStore(tempfile.mkdtemp(), keep=1)
+    >>> for offset in (10, 20):
+    ...     _ = store.save({"docs": np.array([offset])}, {("events", 0): offset})
+    >>> [p.name for p in store.paths()], store.load_latest().offsets
+    (['snapshot-000000000002.npz'], {('events', 0): 20})
+    """
 
     def __init__(self, directory: str | os.PathLike[str], keep: int = 3) -> None:
         self.directory = Path(directory)
