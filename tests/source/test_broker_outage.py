@@ -6,9 +6,6 @@ This test stops and restarts a broker, so it runs its own (not the session's sha
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,60 +13,24 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from conftest import KAFKA_DEPLOY, KafkaCluster
 from saewatch.models import InvalidRecord, SourcePosition
 from saewatch.source.client import producer_options
 from saewatch.source.deadletter import DeadLetterQueue
 from saewatch.source.kafka import KafkaSource
 from saewatch.source.stats import SourceStats
+from saewatch.source.testing import KafkaCluster, LocalBroker
 
 pytestmark = pytest.mark.kafka
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateBroker:
-    """A broker of this test alone, stoppable and restartable with its data kept."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.port = _free_port()
-        self.env = os.environ | {
-            "SAEWATCH_KAFKA_PORT": str(self.port),
-            "SAEWATCH_KAFKA_CONTROLLER_PORT": str(_free_port()),
-            "SAEWATCH_KAFKA_RUN_DIR": str(run_dir),
-        }
-        self.bootstrap = f"127.0.0.1:{self.port}"
-
-    def _run(self, script: str, *args: str) -> None:
-        done = subprocess.run(
-            [str(KAFKA_DEPLOY / script), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-
-    def start(self) -> None:
-        self._run("start.sh")
-
-    def stop(self, *args: str) -> None:
-        self._run("stop.sh", *args)
-
-
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    b = PrivateBroker(tmp_path / "kafka")
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    b = LocalBroker(tmp_path / "kafka")
     b.start()
     try:
         yield b
     finally:
-        b.stop("--purge")
+        b.stop(purge=True)
 
 
 def _event(i: int) -> bytes:
@@ -85,7 +46,7 @@ def _event(i: int) -> bytes:
     ).encode()
 
 
-def test_outage_keeps_offsets_and_recovers(broker: PrivateBroker) -> None:
+def test_outage_keeps_offsets_and_recovers(broker: LocalBroker) -> None:
     cluster = KafkaCluster(broker.bootstrap)
     topic = cluster.create_topic(partitions=1)
     cluster.produce_raw(topic, [(None, _event(i)) for i in range(20)])

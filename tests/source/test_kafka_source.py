@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 
-from conftest import KafkaCluster
 from saewatch.config import Settings
 from saewatch.models import SourceBatch
 from saewatch.source.alpaca import load_alpaca
@@ -17,6 +16,7 @@ from saewatch.source.exceptions import OffsetRegressionError
 from saewatch.source.ingest import IngestResult, ingest
 from saewatch.source.kafka import KafkaSource
 from saewatch.source.producer import connect_producer, publish
+from saewatch.source.testing import KafkaCluster
 
 pytestmark = pytest.mark.kafka
 

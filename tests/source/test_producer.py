@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from conftest import KafkaCluster
 from saewatch.models import LLMEvent
 from saewatch.source.admin import ensure_topics
 from saewatch.source.alpaca import load_alpaca
 from saewatch.source.producer import Progress, connect_producer, publish
+from saewatch.source.testing import KafkaCluster
 
 
 @pytest.mark.kafka
