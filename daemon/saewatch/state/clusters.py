@@ -159,7 +159,7 @@ class StreamingClusters(StateComponent):
 
     def describe(self, cluster: int, k: int = 5) -> list[int]:
         """The ``k`` features most over-represented in ``cluster`` (smoothed lift)."""
-        docs = sum(d for d in self._docs.values())
+        docs = np.sum(list(self._docs.values()), axis=0) if self._docs else np.zeros(1)
         n_c, n = int(docs[cluster]), int(docs.sum())
         if n_c < MIN_CLUSTER_DOCS:
             return []

@@ -60,11 +60,17 @@ class CooccurrenceCounter(StateComponent):
         n = min(top_n, d_sae)
         self._docs = 0
         self._next_refresh = 0
-        self._global = {f: np.zeros(d_sae, dtype=np.int64) for f in TEXT_FIELDS}
-        self._tracked = {f: np.full(n, -1, dtype=np.int64) for f in TEXT_FIELDS}
-        self._slot = {f: np.full(d_sae, -1, dtype=np.int64) for f in TEXT_FIELDS}
-        self._c = {f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
-        self._e = {f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
+        # Keyed by field name ("prompt", "response"; "cross" = prompt rows x response columns).
+        self._global: dict[str, np.ndarray] = {
+            f: np.zeros(d_sae, dtype=np.int64) for f in TEXT_FIELDS}
+        self._tracked: dict[str, np.ndarray] = {
+            f: np.full(n, -1, dtype=np.int64) for f in TEXT_FIELDS}
+        self._slot: dict[str, np.ndarray] = {
+            f: np.full(d_sae, -1, dtype=np.int64) for f in TEXT_FIELDS}
+        self._c: dict[str, np.ndarray] = {
+            f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
+        self._e: dict[str, np.ndarray] = {
+            f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
         self._meta = MetadataTable(metadata_values_max, n)
 
     # --- update -------------------------------------------------------------------------------
@@ -79,7 +85,8 @@ class CooccurrenceCounter(StateComponent):
         self._docs += n
         if self._docs >= self._next_refresh:
             self.refresh()
-        onehot = {f: self._onehot(batch, f, lengths[f]) for f in TEXT_FIELDS}
+        onehot: dict[str, np.ndarray] = {
+            f: self._onehot(batch, f, lengths[f]) for f in TEXT_FIELDS}
         for f in TEXT_FIELDS:
             self._c[f] += _gram(onehot[f], onehot[f])
             self._e[f] += n
@@ -226,7 +233,8 @@ class CooccurrenceCounter(StateComponent):
     def merge(self, other: Self) -> None:
         if (other.d_sae, other.top_n) != (self.d_sae, self.top_n):
             raise IncompatibleStateError("co-occurrence d_sae/top_n differ: cannot merge")
-        union = {f: np.union1d(self.tracked(f), other.tracked(f)) for f in TEXT_FIELDS}
+        union: dict[str, np.ndarray] = {
+            f: np.union1d(self.tracked(f), other.tracked(f)) for f in TEXT_FIELDS}
         mine, theirs = self._expanded(union), other._expanded(union)
         for f in TEXT_FIELDS:
             self._global[f] += other._global[f]
@@ -239,8 +247,9 @@ class CooccurrenceCounter(StateComponent):
 
     def _expanded(self, union: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
         """C, E and metadata counts re-indexed onto ``union`` (zeros where untracked)."""
-        pos = {f: np.searchsorted(union[f], self._tracked[f]) for f in TEXT_FIELDS}
-        live = {f: self._tracked[f] >= 0 for f in TEXT_FIELDS}
+        pos: dict[str, np.ndarray] = {
+            f: np.searchsorted(union[f], self._tracked[f]) for f in TEXT_FIELDS}
+        live: dict[str, np.ndarray] = {f: self._tracked[f] >= 0 for f in TEXT_FIELDS}
         c: dict[str, np.ndarray] = {}
         e: dict[str, np.ndarray] = {}
         for name in self._c:
@@ -255,7 +264,8 @@ class CooccurrenceCounter(StateComponent):
     def _shrink(self, union: dict, c: dict, e: dict, meta: Any) -> None:
         """Keep the top-N of the merged union as the new tracked set (slot = rank)."""
         n = len(self._tracked["prompt"])
-        pick = {f: np.sort(_top(self._global[f][union[f]], n)) for f in TEXT_FIELDS}
+        pick: dict[str, np.ndarray] = {
+            f: np.sort(_top(self._global[f][union[f]], n)) for f in TEXT_FIELDS}
         for f in TEXT_FIELDS:
             self._tracked[f][:] = -1
             self._tracked[f][: len(pick[f])] = union[f][pick[f]]

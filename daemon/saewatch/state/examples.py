@@ -116,8 +116,9 @@ class ExampleReservoirs(StateComponent):
         """Store texts of this batch's events that made it into some reservoir."""
         for h in np.unique(held[held >= base]).tolist():
             event = batch.events[h - base]
-            texts = ({f: event.text(f)[: self.snippet_chars] for f in TEXT_FIELDS}
-                     if self.store_snippets else {})
+            texts: dict[str, str] = (
+                {f: event.text(f)[: self.snippet_chars] for f in TEXT_FIELDS}
+                if self.store_snippets else {})
             self._texts[h] = (event.event_id, texts)
         if len(self._texts) > 2 * self._live_after_gc + GC_SLACK:
             self._collect()
@@ -171,8 +172,9 @@ class ExampleReservoirs(StateComponent):
             res.handle[:] = snapshot["handle"][i]
             res.floor[:] = res.act.min(axis=1)
         for j, h in enumerate(np.asarray(snapshot["text_handles"]).tolist()):
-            texts = ({f: snapshot["texts"][f][j][: self.snippet_chars] for f in TEXT_FIELDS}
-                     if self.store_snippets else {})
+            texts: dict[str, str] = (
+                {f: snapshot["texts"][f][j][: self.snippet_chars] for f in TEXT_FIELDS}
+                if self.store_snippets else {})
             self._texts[h] = (snapshot["event_ids"][j], texts)
         self._live_after_gc = len(self._texts)
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, Self
 
 from saewatch.config import StateSettings
 from saewatch.models import (
+    ClusterShare,
     FeatureBatch,
     FeatureCounts,
     FeatureDetail,
@@ -219,7 +220,7 @@ class MonitorState(StateComponent):
                 return []
             return self._parts["examples"].examples(feature, model_id, model_version, field, k)
 
-    def cluster_shares(self, labels: Mapping[int, str] | None = None) -> list[Any]:
+    def cluster_shares(self, labels: Mapping[int, str] | None = None) -> list[ClusterShare]:
         with self._lock:
             return self._parts["clusters"].cluster_shares(labels) if self._parts else []
 

@@ -62,8 +62,10 @@ class MetadataTable:
         self.values: list[str] = []
         self.overflow = 0
         self._index: dict[str, int] = {}
-        self._c = {f: np.zeros((max_values, n_slots), dtype=np.int64) for f in TEXT_FIELDS}
-        self._d = {f: np.zeros((max_values, n_slots), dtype=np.int64) for f in TEXT_FIELDS}
+        self._c: dict[str, np.ndarray] = {
+            f: np.zeros((max_values, n_slots), dtype=np.int64) for f in TEXT_FIELDS}
+        self._d: dict[str, np.ndarray] = {
+            f: np.zeros((max_values, n_slots), dtype=np.int64) for f in TEXT_FIELDS}
 
     def counts(self, field: str) -> np.ndarray:
         return self._c[field][: len(self.values)]

@@ -106,7 +106,7 @@ class SnapshotStore:
         final = self.directory / f"snapshot-{sequence:012d}.npz"
         tmp = self.directory / f".{final.name}.tmp"
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
