@@ -108,3 +108,37 @@ def test_labels_name_top_tokens_and_mark_snippets(
     path = tmp_path / "labels.json"
     path.write_text(labels.model_dump_json())
     assert load_labels(path, d_sae=64).label(live[0].feature) == live[0].label
+
+
+@pytest.mark.parametrize("n_dead", [0, 5, 40])
+def test_sparse_training_loss_equals_sae_lens_forward_pass(n_dead: int) -> None:
+    from sae_lens.saes.sae import TrainStepInput
+
+    from saewatch.encode.train import _new_training_sae, topk_step_loss
+
+    config = TrainConfig(d_sae=48, k=6, aux_loss_coefficient=0.5)
+    sae = _new_training_sae(16, config, {"hook_name": HOOK})
+    torch.manual_seed(3)
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.rand(48, 1) + 0.5)  # rows of unequal norm
+        sae.b_enc.normal_()
+    x = torch.randn(32, 16)
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[:n_dead] = True
+    ours, mse, fired = topk_step_loss(sae, x, dead)
+    ref = sae.training_forward_pass(
+        TrainStepInput(
+            sae_in=x,
+            coefficients={},
+            dead_neuron_mask=dead,
+            n_training_steps=0,
+            is_logging_step=False,
+        )
+    )
+    torch.testing.assert_close(ours, ref.loss, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mse, ref.losses["mse_loss"].detach(), rtol=1e-4, atol=1e-5)
+    assert fired.tolist() == (ref.feature_acts > 0).any(0).tolist()
+    grads = torch.autograd.grad(ours, [sae.W_enc, sae.W_dec, sae.b_dec])
+    ref_grads = torch.autograd.grad(ref.loss, [sae.W_enc, sae.W_dec, sae.b_dec])
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
