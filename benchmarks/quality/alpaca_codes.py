@@ -146,3 +146,27 @@ def as_batch(codes: SparseCodes, model: str, version: str, instructions: Sequenc
     empty = SparseCodes.from_rows([[] for _ in events], [[] for _ in events])
     return FeatureBatch(encoder_id=encoder_id, d_sae=d_sae, events=events, prompt=empty,
                         response=codes)
+
+
+def write_bench_npz(path: Path, cache: CodesCache | None = None) -> Path:
+    """All models' cached response codes in one npz (``labels`` = model index) for the perf runs."""
+    cache = cache or CodesCache()
+    parts = [cache.codes(m, selected_instructions()) for m in MODELS]
+    indptr = [np.zeros(1, dtype=np.int64)]
+    for codes, _, _ in parts:
+        indptr.append(indptr[-1][-1] + codes.indptr[1:])
+    np.savez(path, indptr=np.concatenate(indptr),
+             indices=np.concatenate([c.indices for c, _, _ in parts]),
+             values=np.concatenate([c.values for c, _, _ in parts]),
+             labels=np.concatenate([np.full(len(c), i) for i, (c, _, _) in enumerate(parts)]),
+             d_sae=np.array(parts[0][2]), models=np.array(MODELS))
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    out = write_bench_npz(Path(sys.argv[1]) if len(sys.argv) > 1 else
+                          CodesCache().folder() / "bench.npz")
+    logger.info("wrote %s", out)

@@ -41,7 +41,7 @@ def test_ring_keeps_only_the_most_recent_events() -> None:
         index.update(make_batch([[1]] * 4, 4, start=i))
     assert len(index) == 5
     assert sorted(ids(index.retrieve([1], limit=50))) == ["e15", "e16", "e17", "e18", "e19"]
-    assert sum(len(c.seq) for c in index._chunks["response"]) <= 5 + 4  # bounded postings
+    assert sum(len(c.offset) for c in index._chunks["response"]) <= 5 + 4  # bounded postings
 
 
 def test_snippets_truncated_or_not_stored() -> None:

@@ -25,19 +25,29 @@ logger = logging.getLogger(__name__)
 
 
 class _Chunk:
-    __slots__ = ("features", "seq", "act", "last_seq")
+    """One batch's postings sorted by feature: 2-byte features and activations, and sequence
+    numbers stored as small offsets from the chunk's first one (6-8 bytes per posting)."""
+
+    __slots__ = ("features", "offset", "base", "act", "last_seq")
 
     def __init__(self, features: np.ndarray, seq: np.ndarray, act: np.ndarray) -> None:
         # Feature ids below 2**16 sort as uint16, for which numpy's stable sort is a radix sort.
         if len(features) and int(features.max()) < 2**16:
             features = features.astype(np.uint16)
         order = np.argsort(features, kind="stable")
-        self.features, self.seq, self.act = features[order], seq[order], act[order]
+        self.base = int(seq.min()) if len(seq) else 0
         self.last_seq = int(seq.max()) if len(seq) else -1
+        small = np.uint16 if self.last_seq - self.base < 2**16 else np.uint32
+        self.features, self.act = features[order], act[order]
+        self.offset = (seq[order] - self.base).astype(small)
+
+    @property
+    def seq(self) -> np.ndarray:
+        return self.offset.astype(np.int64) + self.base
 
     def lookup(self, feature: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = np.searchsorted(self.features, np.array([feature, feature + 1], dtype=np.int64))
-        return self.seq[lo:hi], self.act[lo:hi]
+        return self.offset[lo:hi].astype(np.int64) + self.base, self.act[lo:hi]
 
 
 class RetrievalIndex(StateComponent):
@@ -187,7 +197,7 @@ class RetrievalIndex(StateComponent):
         for f in TEXT_FIELDS:
             chunks = self._chunks[f]
             out["postings"][f] = {
-                "sizes": np.array([len(c.seq) for c in chunks], dtype=np.int64),
+                "sizes": np.array([len(c.offset) for c in chunks], dtype=np.int64),
                 "features": _cat([c.features for c in chunks], np.int32),
                 "seq": _cat([c.seq for c in chunks], np.int64),
                 "act": _cat([c.act for c in chunks], np.float16),
