@@ -95,3 +95,17 @@ def test_snapshot_and_pickle_round_trip() -> None:
     for other in (r, pickle.loads(pickle.dumps(co))):
         assert other.npmi("response", 0, 1) == co.npmi("response", 0, 1)
         assert other.metadata_neighbours("response", 0, 1) == co.metadata_neighbours("response", 0, 1)
+
+
+def test_merge_with_different_tracked_sets_adds_counts_and_exposures() -> None:
+    a, b = CooccurrenceCounter(d_sae=10, top_n=3), CooccurrenceCounter(d_sae=10, top_n=3)
+    a.update(make_batch([[0, 1]] * 8 + [[2]] * 4, 10))  # a tracks 0, 1, 2
+    b.update(make_batch([[0, 1]] * 2 + [[5, 6]] * 9, 10))  # b tracks 5, 6 and 0 (tie 0/1 -> 0)
+    a.merge(b)
+    assert sorted(a.tracked("response").tolist()) == [0, 1, 5]  # top 3 of the merged counts
+    # (0, 1): a saw 8 co-firings in 12 documents; b did not track 1, so its documents add none
+    assert a.pair_count("response", 0, 1) == 8
+    slot0, slot1 = a._slot["response"][0], a._slot["response"][1]
+    assert a._e["response"][slot0, slot1] == 12
+    assert a._e["response"][slot0, slot0] == 12 + 11  # 0 was tracked on both sides
+    assert a.npmi("response", 0, 1) > 0.9
