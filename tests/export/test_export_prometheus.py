@@ -3,6 +3,7 @@ metric name the rules and dashboards use is really exported."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from export.drift_reports import (
 from export.export_harness import ExporterFactory
 from export.http_helpers import fetch
 from export.prometheus_harness import RULES_DIR, PrometheusServer, fast_rules
-from export.promql_names import dashboards, expressions, names_used, recorded_names
+from export.promql_names import DASHBOARDS_DIR, dashboards, expressions, names_used, recorded_names
 
 pytestmark = pytest.mark.prometheus
 
@@ -74,7 +75,7 @@ def test_aa_report_does_not_fire_until_drift_is_published(
 
 
 def test_metric_names_in_rules_and_dashboards_are_exported(
-    exporter: ExporterFactory, prometheus: StartPrometheus
+    exporter: ExporterFactory, prometheus: StartPrometheus, tmp_path: Path
 ) -> None:
     ex = exporter(report=drift_report())
     exercise_pipeline(ex.metrics)
@@ -93,6 +94,7 @@ def test_metric_names_in_rules_and_dashboards_are_exported(
     }
     assert {n for n in used if ":" not in n} <= scraped
     _dashboard_queries_answer(prom)
+    _previews_render(prom, tmp_path)
 
 
 def _dashboard_queries_answer(prom: PrometheusServer) -> None:
@@ -123,6 +125,32 @@ def _dashboard_queries_answer(prom: PrometheusServer) -> None:
     rows = {int(r["metric"]["rank"]): r["metric"] for r in prom.query(expr)}
     assert sorted(rows) == list(range(1, 11))
     assert rows[1]["feature"] == str(UP[0][0]) and rows[1]["label"] == UP[0][1]
+
+
+def _previews_render(prom: PrometheusServer, tmp_path: Path) -> None:
+    """dashboards/preview.py draws both boards from the live data (the README's pictures)."""
+    spec = importlib.util.spec_from_file_location("preview", DASHBOARDS_DIR / "preview.py")
+    assert spec is not None and spec.loader is not None
+    preview = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preview)
+    client = preview.Prometheus(prom.url)
+    chosen = {
+        "model_id": MODEL_ID,
+        "field": "response",
+        "kind": "versions",
+        "baseline": BASELINE,
+        "candidate": CANDIDATE,
+    }
+    for name, board in dashboards().items():
+        out = tmp_path / name.replace(".json", ".png")
+        used = preview.render(board, client, out, 60.0, chosen if "comparison" in name else {})
+        assert out.read_bytes()[:4] == b"\x89PNG"
+        assert used == (chosen if "comparison" in name else {})
+    board = dashboards()["saewatch-comparison.json"]
+    (up_table,) = [p for p in board["panels"] if p["title"] == "More frequent in $candidate"]
+    header, rows = preview.table_rows(up_table, client, chosen)
+    assert header[:3] == ["rank", "feature", "label"]
+    assert [r[2] for r in rows[:2]] == [UP[0][1], UP[1][1]]
 
 
 def test_scrape_with_bearer_token(exporter: ExporterFactory, prometheus: StartPrometheus) -> None:
