@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -220,3 +221,11 @@ def test_concurrent_requests_are_all_answered(drifting: Exporter) -> None:
     with ThreadPoolExecutor(max_workers=48) as pool:
         statuses = list(pool.map(lambda _: fetch(drifting.url + "/metrics").status, range(96)))
     assert statuses == [200] * 96
+
+
+def test_head_answers_headers_only(drifting: Exporter) -> None:
+    request = urllib.request.Request(drifting.url + "/-/healthy", method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert int(response.headers["Content-Length"]) > 0
+        assert response.read() == b""

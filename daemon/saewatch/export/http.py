@@ -318,6 +318,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT_S
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._respond(send_body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802 (load balancers probe with HEAD)
+        self._respond(send_body=False)
+
+    def _respond(self, send_body: bool) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         name, response = self.exporter.dispatch(self.path, headers)
         body = response.body
@@ -325,6 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) >= MIN_GZIP_BYTES and "gzip" in headers.get("accept-encoding", ""):
             body = gzip.compress(body, compresslevel=5)
             extra["Content-Encoding"] = "gzip"
+            extra["Vary"] = "Accept-Encoding"
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -333,7 +340,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if send_body:
+            self.wfile.write(body)
         self.exporter.count(name, response.status)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)

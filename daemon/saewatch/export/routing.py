@@ -1,6 +1,6 @@
 """A tiny, typed route table: one list drives both request dispatch and the OpenAPI document.
 
-Only GET is served. Paths are OpenAPI templates (``/api/v1/features/{feature}``); each parameter is
+GET (and HEAD) only. Paths are OpenAPI templates (``/api/v1/features/{feature}``); each parameter is
 declared once and validated with a clear 400 message before a handler runs.
 """
 
