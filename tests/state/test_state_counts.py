@@ -9,7 +9,7 @@ import pytest
 
 from saewatch.config import StateSettings
 from saewatch.state.counts import FeatureCounter, select_rows
-from saewatch.state.exceptions import EncoderMismatchError, UnknownKeyError
+from saewatch.state.exceptions import EncoderMismatchError, InvalidCodesError, UnknownKeyError
 from saewatch.state.monitor import MonitorState
 from saewatch.state.testing import make_batch
 
@@ -83,3 +83,10 @@ def test_state_fixed_at_construction_refuses_first_batch_of_other_encoder() -> N
     state = MonitorState(StateSettings(retrieval_capacity=100), encoder_id="enc-a", d_sae=8)
     with pytest.raises(EncoderMismatchError):
         state.update(make_batch([[1]], 8, encoder_id="enc-x"))
+
+
+def test_feature_ids_outside_d_sae_are_refused_before_anything_is_counted() -> None:
+    state = MonitorState(StateSettings(retrieval_capacity=100))
+    with pytest.raises(InvalidCodesError, match="d_sae=4"):
+        state.update(make_batch([[1], [4]], 4))
+    assert state.version_counts() == []

@@ -11,6 +11,10 @@ class EncoderMismatchError(StateError):
     """A batch comes from a different encoder (or d_sae) than the state; start a new state dir."""
 
 
+class InvalidCodesError(StateError):
+    """A batch has feature ids outside [0, d_sae); the encoder is broken, nothing was counted."""
+
+
 class IncompatibleStateError(StateError):
     """Two states cannot be merged (different encoder, d_sae or settings); align them first."""
 

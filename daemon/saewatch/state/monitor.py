@@ -31,7 +31,11 @@ from saewatch.state.clusters import StreamingClusters
 from saewatch.state.cooccurrence import CooccurrenceCounter
 from saewatch.state.counts import FeatureCounter
 from saewatch.state.examples import ExampleReservoirs
-from saewatch.state.exceptions import EncoderMismatchError, IncompatibleStateError
+from saewatch.state.exceptions import (
+    EncoderMismatchError,
+    IncompatibleStateError,
+    InvalidCodesError,
+)
 from saewatch.state.neighbours import feature_neighbours, top_pairs
 from saewatch.state.retrieval import RetrievalIndex
 from saewatch.state.windows import WindowedCounter
@@ -110,6 +114,7 @@ class MonitorState(StateComponent):
             self._bind(batch.encoder_id, batch.d_sae, "batch")
             if len(batch) == 0:
                 return
+            _check_ids(batch)
             for part in self._parts.values():
                 part.update(batch)
 
@@ -232,3 +237,13 @@ class MonitorState(StateComponent):
             if not self._parts:
                 return []
             return top_pairs(self._parts["cooccurrence"], field, k, min_count, labels)
+
+
+def _check_ids(batch: FeatureBatch) -> None:
+    for field in ("prompt", "response"):
+        ids = batch.codes(field).indices  # type: ignore[arg-type]
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= batch.d_sae):
+            raise InvalidCodesError(
+                f"{field} codes hold feature ids in [{int(ids.min())}, {int(ids.max())}] but "
+                f"d_sae={batch.d_sae} (first event {batch.events[0].event_id}); fix the encoder"
+            )
