@@ -15,7 +15,14 @@ import numpy as np
 from saewatch.models import TEXT_FIELDS, FeatureBatch, FeatureCounts, TextField, VersionCount
 from saewatch.state.base import StateComponent
 from saewatch.state.exceptions import IncompatibleStateError, UnknownKeyError
-from saewatch.state.keys import StateKey, event_times, group_rows, key_from_str, key_to_str
+from saewatch.state.keys import (
+    StateKey,
+    event_times,
+    group_bincounts,
+    group_rows,
+    key_from_str,
+    key_to_str,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,19 +63,16 @@ class FeatureCounter(StateComponent):
     def update(self, batch: FeatureBatch) -> None:
         times = event_times(batch)
         for (model_id, version), rows in group_rows(batch).items():
+            lo, hi = float(times[rows].min()), float(times[rows].max())
             for field in TEXT_FIELDS:
                 key = (model_id, version, field)
                 self._ensure(key)
-                self._add_rows(key, batch.codes(field), rows)
-                lo, hi = float(times[rows].min()), float(times[rows].max())
+                fired, act = group_bincounts(batch, field, (model_id, version))
+                self._docs[key] += len(rows)
+                self._fired[key] += fired
+                self._act[key] += act
                 self._first[key] = min(self._first.get(key, lo), lo)
                 self._last[key] = max(self._last.get(key, hi), hi)
-
-    def _add_rows(self, key: StateKey, codes: Any, rows: np.ndarray) -> None:
-        idx, val = select_rows(codes.indptr, codes.indices, codes.values, rows)
-        self._docs[key] += len(rows)
-        self._fired[key] += np.bincount(idx, minlength=self.d_sae)
-        self._act[key] += np.bincount(idx, weights=val, minlength=self.d_sae)
 
     def keys(self) -> list[StateKey]:
         return sorted(self._docs)

@@ -27,7 +27,14 @@ from saewatch.models import TEXT_FIELDS, FeatureBatch, FeatureCounts, TextField
 from saewatch.state.base import StateComponent
 from saewatch.state.counts import select_rows
 from saewatch.state.exceptions import IncompatibleStateError, UnknownKeyError
-from saewatch.state.keys import StateKey, event_times, group_rows, key_from_str, key_to_str
+from saewatch.state.keys import (
+    StateKey,
+    event_times,
+    group_bincounts,
+    group_rows,
+    key_from_str,
+    key_to_str,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,22 +120,33 @@ class WindowedCounter(StateComponent):
             live = rows[index[rows] >= oldest]
             for b in np.unique(index[live]):
                 in_bucket = live[index[live] == b]
+                whole = len(in_bucket) == len(rows)  # the usual case: reuse the group's counts
                 for field in TEXT_FIELDS:
-                    self._add_rows(window, ((model_id, version, field), int(b)), batch, field,
-                                   in_bucket)
+                    where = ((model_id, version, field), int(b))
+                    if whole:
+                        self._add_counts(window, where, len(rows),
+                                         *group_bincounts(batch, field, (model_id, version)))
+                    else:
+                        self._add_rows(window, where, batch, field, in_bucket)
         return int((index < oldest).sum())
 
     def _add_rows(
         self, window: str, where: Bucket, batch: FeatureBatch, field: TextField, rows: np.ndarray
     ) -> None:
+        codes = batch.codes(field)
+        idx, val = select_rows(codes.indptr, codes.indices, codes.values, rows)
+        self._add_counts(window, where, len(rows), np.bincount(idx, minlength=self.d_sae),
+                         np.bincount(idx, weights=val, minlength=self.d_sae))
+
+    def _add_counts(
+        self, window: str, where: Bucket, docs: int, fired: np.ndarray, act: np.ndarray
+    ) -> None:
         bucket = self._buckets[window].get(where)
         if bucket is None:
             bucket = self._buckets[window][where] = _Bucket(self.d_sae)
-        codes = batch.codes(field)
-        idx, val = select_rows(codes.indptr, codes.indices, codes.values, rows)
-        bucket.docs += len(rows)
-        bucket.fired += np.bincount(idx, minlength=self.d_sae).astype(np.int32)
-        bucket.act += np.bincount(idx, weights=val, minlength=self.d_sae).astype(np.float32)
+        bucket.docs += docs
+        np.add(bucket.fired, fired, out=bucket.fired, casting="unsafe")
+        np.add(bucket.act, act, out=bucket.act, casting="unsafe")
 
     def _oldest_bucket(self, window: str) -> int:
         if self._watermark == -math.inf:
