@@ -14,6 +14,7 @@ codes; ``state`` folds batches in; ``diff`` produces :class:`ComparisonResult` v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -99,13 +100,18 @@ class SourcePosition(BaseModel):
 
 
 class Record(BaseModel):
-    """A valid event and where it came from; ``truncated_fields`` lists fields cut to the limit."""
+    """A valid event and where it came from; ``truncated_fields`` lists fields cut to the limit.
+
+    ``codes`` is set when the record was read from the features topic (``saewatch aggregate``):
+    the event arrives already encoded, as a one-event :class:`FeatureBatch`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     event: LLMEvent
     position: SourcePosition
     truncated_fields: tuple[TextField, ...] = ()
+    codes: FeatureBatch | None = None
 
 
 InvalidReason = Literal["invalid_json", "schema", "encoding", "oversize"]
@@ -193,6 +199,45 @@ class SparseCodes(BaseModel):
         lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
         return self.indices[lo:hi], self.values[lo:hi]
 
+    def take(self, rows: Sequence[int]) -> SparseCodes:
+        """The given rows, in the given order."""
+        return SparseCodes.concat([self._one(i) for i in rows]) if rows else self._empty()
+
+    def _one(self, i: int) -> SparseCodes:
+        idx, val = self.row(i)
+        return SparseCodes(
+            indptr=np.array([0, len(idx)], dtype=np.int64), indices=idx, values=val,
+            n_tokens=self.n_tokens[i : i + 1], truncated=self.truncated[i : i + 1],
+        )
+
+    @staticmethod
+    def _empty() -> SparseCodes:
+        return SparseCodes.from_rows([], [])
+
+    @classmethod
+    def concat(cls, parts: Sequence[SparseCodes]) -> SparseCodes:
+        """Rows of ``parts`` one after the other.
+
+        >>> a = SparseCodes.from_rows([[1]], [[0.5]], n_tokens=[3])
+        >>> b = SparseCodes.from_rows([[], [2, 4]], [[], [1.0, 2.0]], n_tokens=[1, 2])
+        >>> c = SparseCodes.concat([a, b])
+        >>> c.indptr.tolist(), c.indices.tolist(), c.n_tokens.tolist()
+        ([0, 1, 1, 3], [1, 2, 4], [3, 1, 2])
+        """
+        if not parts:
+            return cls._empty()
+        offsets = np.cumsum([0] + [len(p.indices) for p in parts[:-1]])
+        indptr = np.concatenate(
+            [np.zeros(1, dtype=np.int64)] + [p.indptr[1:] + o for p, o in zip(parts, offsets, strict=True)]
+        )
+        return cls(
+            indptr=indptr.astype(np.int64),
+            indices=np.concatenate([p.indices for p in parts]).astype(np.int32),
+            values=np.concatenate([p.values for p in parts]).astype(np.float16),
+            n_tokens=np.concatenate([p.n_tokens for p in parts]).astype(np.int32),
+            truncated=np.concatenate([p.truncated for p in parts]).astype(bool),
+        )
+
 
 class FeatureBatch(BaseModel):
     """The encoder's output: events with the sparse codes of their prompt and response.
@@ -217,6 +262,30 @@ class FeatureBatch(BaseModel):
 
     def codes(self, field: TextField) -> SparseCodes:
         return self.prompt if field == "prompt" else self.response
+
+    def take(self, rows: Sequence[int]) -> FeatureBatch:
+        """The given events (and their codes), in the given order."""
+        return self.model_copy(update={
+            "events": tuple(self.events[i] for i in rows),
+            "prompt": self.prompt.take(rows),
+            "response": self.response.take(rows),
+        })
+
+    @classmethod
+    def concat(cls, parts: Sequence[FeatureBatch]) -> FeatureBatch:
+        """Batches of one encoder, one after the other."""
+        first = parts[0]
+        for part in parts[1:]:
+            if (part.encoder_id, part.d_sae) != (first.encoder_id, first.d_sae):
+                raise ValueError(f"cannot concatenate codes of {part.encoder_id!r} and "
+                                 f"{first.encoder_id!r}")
+        return cls(
+            encoder_id=first.encoder_id,
+            d_sae=first.d_sae,
+            events=tuple(e for p in parts for e in p.events),
+            prompt=SparseCodes.concat([p.prompt for p in parts]),
+            response=SparseCodes.concat([p.response for p in parts]),
+        )
 
     def __len__(self) -> int:
         return len(self.events)

@@ -34,7 +34,7 @@ class Source(ABC):
     def close(self) -> None:
         """Release connections; safe to call twice."""
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 (optional hook: sources without a dead-letter topic)
         """Block until every dead letter handed out so far is acknowledged (checkpoint step 1)."""
 
     def assignment(self) -> frozenset[TopicPartition]:
