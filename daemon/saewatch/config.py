@@ -169,6 +169,8 @@ class StateSettings(_Section):
     cluster_learn_every: int = Field(default=256, ge=1)
     retrieval_max_features: int = Field(default=64, ge=1, le=4_096)  # strongest per event
     metadata_values_max: int = Field(default=256, ge=1, le=10_000)  # NPMI metadata (key, value)s
+    # Event ids remembered to drop replays (an encoder's crash, upstream retries) exactly.
+    dedup_capacity: int = Field(default=200_000, ge=1_000)
     seed: int = 42
 
 

@@ -137,7 +137,8 @@ def snapshot_bytes(state: MonitorState) -> int:
 
 
 def test_memory_stops_growing_once_the_retrieval_ring_is_full() -> None:
-    settings = SETTINGS.model_copy(update={"retrieval_capacity": 200})
+    # Both rings (retrieval, event ids for dedup) fill within the first round.
+    settings = SETTINGS.model_copy(update={"retrieval_capacity": 200, "dedup_capacity": 1_000})
     state = MonitorState(settings)
     sizes = []
     for round_ in range(3):
@@ -147,3 +148,16 @@ def test_memory_stops_growing_once_the_retrieval_ring_is_full() -> None:
         sizes.append(snapshot_bytes(state))
     assert state.counts("m", "v0", "response").n_documents == 3 * 13 * 40
     assert sizes[2] <= sizes[1] * 1.05  # flat: 1,000 more events add (almost) nothing
+
+
+def test_a_replayed_event_is_counted_once() -> None:
+    state = MonitorState(SETTINGS)
+    batch = next(iter(batches(seed=0, n=1)))
+    state.update(batch)
+    state.update(batch.take(list(range(len(batch) - 1, -1, -2))))  # a replay, reordered
+    assert state.counts("m", "v0", "response").n_documents == sum(
+        e.model_version == "v0" for e in batch.events)
+    restored = MonitorState(SETTINGS)
+    restored.restore(state.snapshot())
+    restored.update(batch)  # a replay after a restart from the snapshot
+    assert restored.version_counts() == state.version_counts()

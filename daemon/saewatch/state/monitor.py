@@ -30,6 +30,7 @@ from saewatch.state.base import StateComponent
 from saewatch.state.clusters import StreamingClusters
 from saewatch.state.cooccurrence import CooccurrenceCounter
 from saewatch.state.counts import FeatureCounter
+from saewatch.state.dedup import RecentEvents
 from saewatch.state.examples import ExampleReservoirs
 from saewatch.state.exceptions import (
     EncoderMismatchError,
@@ -42,7 +43,8 @@ from saewatch.state.windows import WindowedCounter
 
 logger = logging.getLogger(__name__)
 
-COMPONENTS = ("counts", "windows", "cooccurrence", "clusters", "retrieval", "examples")
+# "seen" comes first: it drops events already counted before any other part sees them.
+COMPONENTS = ("seen", "counts", "windows", "cooccurrence", "clusters", "retrieval", "examples")
 
 
 class MonitorState(StateComponent):
@@ -82,6 +84,7 @@ class MonitorState(StateComponent):
         s = self.settings
         self.d_sae = d_sae
         self._parts = {
+            "seen": RecentEvents(s.dedup_capacity),
             "counts": FeatureCounter(d_sae),
             "windows": WindowedCounter(d_sae, s.windows),
             "cooccurrence": CooccurrenceCounter(d_sae, s.cooccurrence_top_n,
@@ -115,8 +118,11 @@ class MonitorState(StateComponent):
             if len(batch) == 0:
                 return
             _check_ids(batch)
-            for part in self._parts.values():
-                part.update(batch)
+            batch = self._parts["seen"].fresh(batch)
+            if len(batch) == 0:
+                return
+            for name in COMPONENTS[1:]:
+                self._parts[name].update(batch)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
