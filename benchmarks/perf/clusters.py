@@ -9,7 +9,8 @@ Every option sees the same stream of document codes (binarized) in the same orde
   k-means++ centres from the first 2,000 documents, then river ``KMeans`` on 1 in 256, every
   document assigned), at 32/48/64 dims; ``ours-random-48``: the same with a random projection;
 * ``dbstream-proj`` and ``streamkmeans-proj``: river ``DBSTREAM`` / ``STREAMKMeans`` on the
-  projection.
+  random projection; ``kmeans-pca``, ``dbstream-pca``, ``streamkmeans-pca``: river's clusterers,
+  learning every document, on the same PCA view as ours (learnt from the first 2,000 documents).
 
 Quality: adjusted Rand index (ARI) against offline k-means (k-means++ and Lloyd, numpy) on the
 full binarized, L2-normalised codes, and purity of the clusters with respect to the model that
@@ -41,6 +42,7 @@ import numpy as np  # noqa: E402
 from river.cluster import DBSTREAM, KMeans, STREAMKMeans  # noqa: E402
 
 from saewatch.state.clusters import StreamingClusters, _kmeans  # noqa: E402
+from saewatch.state.projection import learn_basis, project  # noqa: E402
 from saewatch.state.testing import make_batch  # noqa: E402
 
 logger = logging.getLogger("benchmarks.perf.clusters")
@@ -155,6 +157,15 @@ def run(
     options["streamkmeans-proj"] = lambda: river_option(
         lambda: STREAMKMeans(chunk_size=100, n_clusters=k, seed=0), xp
     )
+    ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    flat = np.concatenate(rows).astype(np.int64)
+    w, basis = learn_basis(ptr[:2001], flat[: ptr[min(2000, len(rows))]], d, 48, 0)
+    xpca = [dict(enumerate(v.tolist())) for v in project(ptr, flat, w, basis)]
+    options["kmeans-pca"] = lambda: river_option(lambda: KMeans(k, halflife=0.05, seed=0), xpca)
+    options["dbstream-pca"] = lambda: river_option(
+        lambda: DBSTREAM(clustering_threshold=0.3, cleanup_interval=100), xpca)  # best of 0.05-0.5
+    options["streamkmeans-pca"] = lambda: river_option(
+        lambda: STREAMKMeans(chunk_size=100, n_clusters=k, seed=0), xpca)
     raw = [{int(f): 1.0 for f in r} for r in rows[:raw_limit]]
     options["kmeans-raw"] = lambda: river_option(lambda: KMeans(k, halflife=0.05, seed=0), raw)
     out = {}
