@@ -24,6 +24,7 @@ import numpy as np
 from saewatch.models import TEXT_FIELDS, FeatureBatch, TextField
 from saewatch.state.base import StateComponent
 from saewatch.state.exceptions import IncompatibleStateError
+from saewatch.state.keys import group_bincounts, group_rows
 from saewatch.state.npmi import MetadataTable, npmi
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ class CooccurrenceCounter(StateComponent):
         if n == 0:
             return
         lengths = {f: np.diff(batch.codes(f).indptr) for f in TEXT_FIELDS}
-        for f in TEXT_FIELDS:
-            self._global[f] += np.bincount(batch.codes(f).indices, minlength=self.d_sae)
+        for f in TEXT_FIELDS:  # the per-version counts are already computed for this batch
+            for version in group_rows(batch):
+                self._global[f] += group_bincounts(batch, f, version)[0]
         self._docs += n
         if self._docs >= self._next_refresh:
             self.refresh()
