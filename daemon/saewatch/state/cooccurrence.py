@@ -20,6 +20,7 @@ import logging
 from typing import Any, Self
 
 import numpy as np
+from scipy.linalg import blas
 
 from saewatch.models import TEXT_FIELDS, FeatureBatch, TextField
 from saewatch.state.base import StateComponent
@@ -73,6 +74,23 @@ class CooccurrenceCounter(StateComponent):
         self._e: dict[str, np.ndarray] = {
             f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
         self._meta = MetadataTable(metadata_values_max, n)
+        # Per-batch work is one in-place BLAS product per matrix: co-firings accumulate in float32
+        # (exact below 2**24 per entry, flushed long before) and the exposure increment, the same
+        # for every tracked pair, is kept as one number until a query, refresh or snapshot.
+        self._acc: dict[str, np.ndarray] = {
+            f: np.zeros((n, n), dtype=np.float32, order="F") for f in self._c}
+        self._acc_docs = 0
+        self._pending = 0
+
+    def _flush(self) -> None:
+        """Move the float32 accumulators and the pending exposure into the int64 counts."""
+        if self._pending == 0:
+            return
+        for name, acc in self._acc.items():
+            self._c[name] += np.rint(acc).astype(np.int64)
+            acc[:] = 0.0
+            self._e[name] += self._pending
+        self._pending = self._acc_docs = 0
 
     # --- update -------------------------------------------------------------------------------
 
@@ -89,11 +107,13 @@ class CooccurrenceCounter(StateComponent):
             self.refresh()
         onehot: dict[str, np.ndarray] = {
             f: self._onehot(batch, f, lengths[f]) for f in TEXT_FIELDS}
-        for f in TEXT_FIELDS:
-            self._c[f] += _gram(onehot[f], onehot[f])
-            self._e[f] += n
-        self._c["cross"] += _gram(onehot["prompt"], onehot["response"])
-        self._e["cross"] += n
+        for name, (a, b) in (("prompt", ("prompt", "prompt")), ("response", ("response",
+                             "response")), ("cross", ("prompt", "response"))):
+            _accumulate(self._acc[name], onehot[a], onehot[b])
+        self._pending += n
+        self._acc_docs += n
+        if self._acc_docs >= FLUSH_DOCS:
+            self._flush()
         self._meta.update([e.metadata for e in batch.events], onehot)
 
     def _onehot(self, batch: FeatureBatch, field: TextField, lengths: np.ndarray) -> np.ndarray:
@@ -101,12 +121,13 @@ class CooccurrenceCounter(StateComponent):
         slots = self._slot[field][codes.indices]
         rows = np.repeat(np.arange(len(lengths)), lengths)
         keep = slots >= 0
-        out = np.zeros((len(lengths), len(self._tracked[field])), dtype=np.float32)
+        out = np.zeros((len(lengths), len(self._tracked[field])), dtype=np.float32, order="F")
         out[rows[keep], slots[keep]] = 1.0
         return out
 
     def refresh(self) -> None:
         """Re-pick the tracked features from the cumulative counts (exact; also after merge)."""
+        self._flush()
         for f in TEXT_FIELDS:
             self._retrack(f, _top(self._global[f], len(self._tracked[f])))
         self._next_refresh = min(
@@ -138,11 +159,13 @@ class CooccurrenceCounter(StateComponent):
         return self._tracked[field][self._tracked[field] >= 0].copy()
 
     def pair_count(self, field: TextField, a: int, b: int) -> int:
+        self._flush()
         sa, sb = self._slot[field][a], self._slot[field][b]
         return 0 if sa < 0 or sb < 0 else int(self._c[field][sa, sb])
 
     def npmi(self, field: TextField, a: int, b: int) -> float:
         """NPMI of features ``a`` and ``b`` within one document; NaN if either is untracked."""
+        self._flush()
         sa, sb = self._slot[field][a], self._slot[field][b]
         if sa < 0 or sb < 0:
             return float("nan")
@@ -165,6 +188,7 @@ class CooccurrenceCounter(StateComponent):
     def _row(
         self, field: TextField, other: TextField, feature: int, min_count: int
     ) -> list[tuple[int, float, int]]:
+        self._flush()
         s = self._slot[field][feature]
         if s < 0:
             return []
@@ -184,6 +208,7 @@ class CooccurrenceCounter(StateComponent):
         self, field: TextField, feature: int, min_count: int = 5
     ) -> list[tuple[str, str, float, int]]:
         """``(key, value, npmi, count)`` of metadata values co-occurring with ``feature``."""
+        self._flush()
         s = self._slot[field][feature]
         if s < 0:
             return []
@@ -194,6 +219,7 @@ class CooccurrenceCounter(StateComponent):
         self, field: TextField, k: int = 20, min_count: int = 5
     ) -> list[tuple[int, int, float, int]]:
         """The ``k`` pairs of distinct tracked features with the highest NPMI."""
+        self._flush()
         c, e = self._c[field], self._e[field]
         d_c, d_e = np.diag(c), np.diag(e)
         scores = npmi(c, e, d_c[:, None], d_e[:, None], d_c[None, :], d_e[None, :])
@@ -208,6 +234,7 @@ class CooccurrenceCounter(StateComponent):
     # --- snapshot / merge ---------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        self._flush()
         return {
             "d_sae": self.d_sae, "top_n": self.top_n, "docs": self._docs,
             "next_refresh": self._next_refresh,
@@ -235,6 +262,8 @@ class CooccurrenceCounter(StateComponent):
     def merge(self, other: Self) -> None:
         if (other.d_sae, other.top_n) != (self.d_sae, self.top_n):
             raise IncompatibleStateError("co-occurrence d_sae/top_n differ: cannot merge")
+        self._flush()
+        other._flush()
         union: dict[str, np.ndarray] = {
             f: np.union1d(self.tracked(f), other.tracked(f)) for f in TEXT_FIELDS}
         mine, theirs = self._expanded(union), other._expanded(union)
@@ -287,6 +316,11 @@ def _top(counts: np.ndarray, n: int) -> np.ndarray:
     return order[counts[order] > 0]
 
 
-def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # float32 products are exact for counts below 2**24 per batch, and BLAS makes them fast.
-    return np.rint(a.T @ b).astype(np.int64)
+FLUSH_DOCS = 1 << 23  # float32 holds integers exactly up to 2**24; flush well before
+
+
+def _accumulate(acc: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``acc += a.T @ b`` in place (BLAS sgemm with beta=1 on a Fortran-ordered ``acc``)."""
+    out = blas.sgemm(1.0, a, b, beta=1.0, c=acc, trans_a=1, overwrite_c=1)
+    if out is not acc and not np.shares_memory(out, acc):  # BLAS had to copy: keep the result
+        acc[:] = out
