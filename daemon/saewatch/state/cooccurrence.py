@@ -121,7 +121,7 @@ class CooccurrenceCounter(StateComponent):
         slots = self._slot[field][codes.indices]
         rows = np.repeat(np.arange(len(lengths)), lengths)
         keep = slots >= 0
-        out = np.zeros((len(lengths), len(self._tracked[field])), dtype=np.float32, order="F")
+        out = np.zeros((len(lengths), len(self._tracked[field])), dtype=np.float32)
         out[rows[keep], slots[keep]] = 1.0
         return out
 
@@ -320,7 +320,10 @@ FLUSH_DOCS = 1 << 23  # float32 holds integers exactly up to 2**24; flush well b
 
 
 def _accumulate(acc: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """``acc += a.T @ b`` in place (BLAS sgemm with beta=1 on a Fortran-ordered ``acc``)."""
-    out = blas.sgemm(1.0, a, b, beta=1.0, c=acc, trans_a=1, overwrite_c=1)
+    """``acc += a.T @ b`` in place (BLAS sgemm with beta=1 on a Fortran-ordered ``acc``).
+
+    ``a`` and ``b`` are C-ordered, so their transposes are Fortran-ordered views: no copies.
+    """
+    out = blas.sgemm(1.0, a.T, b.T, beta=1.0, c=acc, trans_b=1, overwrite_c=1)
     if out is not acc and not np.shares_memory(out, acc):  # BLAS had to copy: keep the result
         acc[:] = out
