@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Literal
 
 from prometheus_client import CollectorRegistry
 
@@ -35,6 +36,19 @@ from saewatch.state.snapshot import SnapshotStore
 logger = logging.getLogger(__name__)
 
 SourceFactory = Callable[[ResumeOffset, threading.Event], Source]
+Role = Literal["run", "aggregate"]
+
+
+def features_source(settings: Settings, resume: ResumeOffset, stop: threading.Event) -> Source:
+    """The aggregator's source: the features topic, in a consumer group of its own."""
+    from saewatch.codec import decode_record
+    from saewatch.source.kafka import KafkaSource
+
+    kafka = settings.kafka
+    return KafkaSource(
+        settings, resume, topics=[kafka.features_topic], stop=stop, decode=decode_record,
+        group_id=f"{kafka.group_id}-aggregate", dlq_topic=f"{kafka.features_topic}.dlq",
+    )
 
 
 @dataclass
@@ -105,6 +119,9 @@ class App:
         Serve metrics, API and report page on ``web.listen_address``.
     stop_when_exhausted
         Stop at the end of a finite source (a file); otherwise keep serving until stopped.
+    role
+        ``"run"``: read LLM events and encode them here. ``"aggregate"``: read already encoded
+        events from the features topic (published by ``saewatch encode`` replicas).
     """
 
     def __init__(
@@ -117,6 +134,7 @@ class App:
         max_events: int | None = None,
         serve_http: bool = True,
         stop_when_exhausted: bool = True,
+        role: Role = "run",
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
@@ -127,10 +145,11 @@ class App:
         self.max_events = max_events
         self.serve_http = serve_http
         self.stop_when_exhausted = stop_when_exhausted
+        self.role = role
         self.handled = 0
         self.state: MonitorState | None = None
         self._encoder_factory = encoder_factory or _default_encoder(settings)
-        self._source_factory = source_factory or _default_source(settings)
+        self._source_factory = source_factory or _default_source(settings, role)
         self._labels: Mapping[int, str] = {}
 
     def stop(self) -> None:
@@ -170,7 +189,7 @@ class App:
     def _loop(
         self,
         source: Source,
-        encoder: Encoder,
+        encoder: Encoder | None,
         state: MonitorState,
         tracker: OffsetTracker,
         checkpointer: Checkpointer,
@@ -194,7 +213,7 @@ class App:
             if self.max_events is not None and self.handled >= self.max_events:
                 break
 
-    def _handle(self, batch: SourceBatch, encoder: Encoder, state: MonitorState) -> None:
+    def _handle(self, batch: SourceBatch, encoder: Encoder | None, state: MonitorState) -> None:
         m = self.metrics
         m.events_consumed.inc(len(batch))
         for bad in batch.invalid:
@@ -204,11 +223,14 @@ class App:
                 m.texts_truncated.labels(field=name).inc()
         if not batch.records:
             return
-        started = time.monotonic()
-        codes = encoder.encode([r.event for r in batch.records])
-        m.encode_duration.observe(time.monotonic() - started)
-        m.encode_batch_size.observe(len(codes))
-        self._count_tokens(codes)
+        if encoder is None:
+            codes = FeatureBatch.concat([r.codes for r in batch.records if r.codes is not None])
+        else:
+            started = time.monotonic()
+            codes = encoder.encode([r.event for r in batch.records])
+            m.encode_duration.observe(time.monotonic() - started)
+            m.encode_batch_size.observe(len(codes))
+            self._count_tokens(codes)
         state.update(codes)
         m.events_processed.inc(len(codes))
 
@@ -232,7 +254,11 @@ class App:
         self.state = state
         return state, offsets
 
-    def _load_encoder(self, state: MonitorState) -> Encoder:
+    def _load_encoder(self, state: MonitorState) -> Encoder | None:
+        if self.role == "aggregate":  # codes arrive encoded; labels follow the configured SAE
+            self.readiness.model_loaded = True
+            self._labels = _labels(self.settings.encode, None)
+            return None
         encoder = self._encoder_factory()
         if state.encoder_id is not None and state.encoder_id != encoder.encoder_id:
             raise ConfigError(
@@ -290,7 +316,7 @@ class App:
         stack.enter_context(server)
 
 
-def _labels(settings: EncodeSettings, encoder: Encoder) -> dict[int, str]:
+def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]:
     """Short labels per feature: the configured file, or the default SAE's when it is in use."""
     from saewatch.encode.default import default_labels_path
     from saewatch.encode.labels import load_labels
@@ -301,8 +327,8 @@ def _labels(settings: EncodeSettings, encoder: Encoder) -> dict[int, str]:
     if path is None or not path.exists():
         logger.warning("no feature labels (encode.labels_path): diffs show feature ids only")
         return {}
-    labels = load_labels(path, encoder.d_sae)
-    return {f: text for f in range(encoder.d_sae) if (text := labels.label(f))}
+    labels = load_labels(path, encoder.d_sae if encoder is not None else None)
+    return {f.feature: f.label for f in labels.features if f.label}
 
 
 def _default_encoder(settings: Settings) -> Callable[[], Encoder]:
@@ -314,8 +340,10 @@ def _default_encoder(settings: Settings) -> Callable[[], Encoder]:
     return build
 
 
-def _default_source(settings: Settings) -> SourceFactory:
+def _default_source(settings: Settings, role: Role) -> SourceFactory:
     def build(resume: ResumeOffset, stop: threading.Event) -> Source:
+        if role == "aggregate":
+            return features_source(settings, resume, stop)
         if settings.source.kind == "file":
             from saewatch.source.file import FileSource
 

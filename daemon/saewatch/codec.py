@@ -32,7 +32,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from saewatch.errors import SaewatchError
-from saewatch.models import TEXT_FIELDS, FeatureBatch, LLMEvent, SparseCodes
+from saewatch.models import (
+    TEXT_FIELDS,
+    FeatureBatch,
+    InvalidReason,
+    InvalidRecord,
+    LLMEvent,
+    Record,
+    SourcePosition,
+    SparseCodes,
+)
 
 FORMAT_VERSION = 1
 
@@ -107,6 +116,29 @@ def decode_message(value: bytes) -> _Message:
 def decode_messages(values: Sequence[bytes]) -> FeatureBatch:
     """One :class:`FeatureBatch` from messages of one encoder (raises :class:`CodecError`)."""
     return assemble([decode_message(v) for v in values])
+
+
+def decode_record(
+    raw: bytes | None, position: SourcePosition, max_chars: int, max_bytes: int,
+    key: bytes | None = None,
+) -> Record | InvalidRecord:
+    """A features-topic message as a :class:`Record` carrying its codes, or why it is invalid.
+
+    The signature is the Kafka source's decoder hook; ``max_chars`` does not apply (the encoder
+    truncated the texts already).
+    """
+    value = raw or b""
+    reason: InvalidReason | None = None
+    if len(value) > max_bytes:
+        reason, error = "oversize", f"{len(value)} bytes > max_message_bytes {max_bytes}"
+    else:
+        try:
+            message = decode_message(value)
+        except CodecError as exc:
+            reason, error = "schema", str(exc)
+    if reason is not None:
+        return InvalidRecord(position=position, reason=reason, error=error, raw=value, key=key)
+    return Record(event=message.event, position=position, codes=assemble([message]))
 
 
 def assemble(messages: Sequence[_Message]) -> FeatureBatch:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encode"))
 
 from saewatch.models import LLMEvent  # noqa: E402
 from saewatch.source.alpaca import load_alpaca  # noqa: E402
+from saewatch.source.testing import free_port  # noqa: E402
+from saewatch.state.snapshot import SnapshotStore  # noqa: E402
 
 TINY_HOOK = "blocks.1.hook_resid_post"
+STEP_TIMEOUT_S = 240
 
 
 def pair_events(n_per_version: int) -> list[LLMEvent]:
@@ -20,3 +31,69 @@ def pair_events(n_per_version: int) -> list[LLMEvent]:
     v2 = load_alpaca("gpt4_1106_preview_verbose", version="v2", model_id="bot",
                      indices=range(1, 2 * n_per_version, 2), start=v1[-1].timestamp)
     return v1 + v2
+
+
+def write_config(
+    path: Path, bootstrap: str, topic: str, dirs: tuple[Path, Path], **kafka: Any
+) -> Path:
+    """A daemon configuration on the tiny model/SAE, with its own port and snapshot folder."""
+    config = {
+        # A killed member stays in the group until its session times out; keep that short.
+        "kafka": {"bootstrap_servers": [bootstrap], "topic": topic, "group_id": f"{topic}-g",
+                  "max_poll_records": 16, "retry_backoff_s": 0.2, "retry_backoff_max_s": 2.0,
+                  "session_timeout_ms": 6000} | kafka,
+        "source": {"batch_size": 16, "poll_timeout_s": 0.2},
+        "encode": {"model": str(dirs[0]), "sae": {"path": str(dirs[1])}, "device": "cpu",
+                   "max_tokens_per_text": 32},
+        "state": {"snapshot_dir": str(path.parent / f"{path.stem}-snapshots"),
+                  "snapshot_interval_s": 0.3},
+        "diff": {"interval_s": 1.0},
+        "web": {"listen_address": f"127.0.0.1:{free_port()}"},
+        "log_level": "INFO",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snapshots_of(config: Path) -> SnapshotStore:
+    return SnapshotStore(config.parent / f"{config.stem}-snapshots")
+
+
+def start(command: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``saewatch <command> --config.file config`` in the background, output to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "saewatch", command, "--config.file", str(config)],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+
+
+def handled(store: SnapshotStore, topic: str) -> int:
+    """Records of ``topic`` the latest snapshot accounts for."""
+    try:
+        latest = store.load_latest()
+    except OSError:  # the daemon pruned the file between listing and reading: look again
+        return handled(store, topic)
+    if latest is None:
+        return 0
+    return sum(o for (t, _), o in latest.offsets.items() if t == topic)
+
+
+def wait_for(condition: Callable[[], bool], procs: list[subprocess.Popen[bytes]],
+             log: Path) -> None:
+    """Poll ``condition`` while every process in ``procs`` stays alive."""
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while not condition():
+        for proc in procs:
+            assert proc.poll() is None, log.read_text()[-4000:]
+        assert time.monotonic() < deadline, "no progress:\n" + log.read_text()[-4000:]
+        time.sleep(0.1)
+
+
+def serving(config: Path) -> bool:
+    """True once the daemon of ``config`` answers /-/healthy (its signal handlers are set)."""
+    address = yaml.safe_load(config.read_text())["web"]["listen_address"]
+    try:
+        with urllib.request.urlopen(f"http://{address}/-/healthy", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False

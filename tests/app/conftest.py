@@ -51,3 +51,14 @@ def replay_file(tmp_path: Path) -> Callable[[list[LLMEvent], list[bytes]], Path]
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny Llama (with the default tokenizer) and a TopK SAE saved as a user would bring them."""
+    root = tmp_path_factory.mktemp("tiny")
+    tokenizer = load_default_tokenizer()
+    make_tiny_llama(len(tokenizer)).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    make_topk_sae(TINY_HIDDEN, 256, 8, TINY_HOOK).save_model(str(root / "sae"))
+    return root / "model", root / "sae"

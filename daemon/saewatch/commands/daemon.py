@@ -20,6 +20,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return App(settings, max_events=args.max_events).run()
 
 
+def cmd_encode(args: argparse.Namespace, settings: Settings) -> int:
+    """Scale-out encoder: consume LLM events, publish their SAE codes to the features topic."""
+    from saewatch.roles import EncodeWorker
+
+    return EncodeWorker(_with_web(args, settings), max_events=args.max_events).run()
+
+
+def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    """Scale-out aggregator: read the features topic; own state, diffs, snapshots and metrics."""
+    from saewatch.app import App
+
+    return App(_with_web(args, settings), role="aggregate", max_events=args.max_events).run()
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Run the daemon over a JSONL file of events (no Kafka), then stop (or keep serving)."""
     from saewatch.app import App
@@ -95,7 +109,9 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
 
 COMMANDS = [
     ("run", cmd_run, "run the daemon (all stages in one process)"),
+    ("encode", cmd_encode, "scale-out: encode events and publish codes to the features topic"),
+    ("aggregate", cmd_aggregate, "scale-out: fold the features topic into state, diff, serve"),
     ("replay", cmd_replay, "run the daemon over a JSONL file of events"),
     ("demo", cmd_demo, "replay a real version pair and show what changed"),
 ]
-CONFIGURERS = {"run": configure_run, "replay": configure_replay, "demo": configure_demo}
+CONFIGURERS = {"run": configure_run, "encode": configure_run, "aggregate": configure_run, "replay": configure_replay, "demo": configure_demo}

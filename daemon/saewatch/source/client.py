@@ -73,6 +73,8 @@ def producer_options(kafka: KafkaSettings) -> dict[str, Any]:
     """Options of a durable producer: every write acknowledged by all in-sync replicas."""
     return client_options(kafka) | {
         "acks": "all",
+        # Broker-side deduplication of the producer's own retries (kafka-python >= 3).
+        "enable_idempotence": True,
         "linger_ms": 5,
         "max_request_size": max(1_048_576, 2 * kafka.max_message_bytes),
         "delivery_timeout_ms": max(kafka.request_timeout_ms * 2, 30_000),

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -62,6 +62,17 @@ from saewatch.source.validate import validate
 
 logger = logging.getLogger(__name__)
 
+# (message value, position, max_chars, max_bytes, key) -> a record or an invalid record.
+Decoder = Callable[[bytes | None, SourcePosition, int, int, bytes | None], Record | InvalidRecord]
+
+
+def _validate_event(
+    raw: bytes | None, position: SourcePosition, max_chars: int, max_bytes: int,
+    key: bytes | None,
+) -> Record | InvalidRecord:
+    return validate(raw, position, max_chars=max_chars, max_bytes=max_bytes, key=key)
+
+
 # A failed commit is retried this many times in the same call before it is left to the next one.
 COMMIT_ATTEMPTS = 3
 
@@ -83,6 +94,12 @@ class KafkaSource(Source):
         Set it to abandon connecting to an unavailable broker (e.g. from a signal handler).
     connect_timeout_s
         Give up connecting after this long (``None``: keep retrying until ``stop`` is set).
+    decode
+        Turns a message into a record or an invalid record; default :func:`validate` (LLM
+        events). ``saewatch aggregate`` passes the features-topic decoder.
+    group_id, dlq_topic
+        Override ``kafka.group_id`` and ``kafka.dlq_topic_name`` (the aggregator's own group and
+        the features topic's dead letters).
 
     Attributes
     ----------
@@ -98,8 +115,18 @@ class KafkaSource(Source):
         topics: Sequence[str] | None = None,
         stop: threading.Event | None = None,
         connect_timeout_s: float | None = None,
+        decode: Decoder | None = None,
+        group_id: str | None = None,
+        dlq_topic: str | None = None,
     ) -> None:
+        if group_id is not None or dlq_topic is not None:
+            kafka = settings.kafka.model_copy(
+                update={"group_id": group_id or settings.kafka.group_id,
+                        "dlq_topic": dlq_topic or settings.kafka.dlq_topic_name}
+            )
+            settings = settings.model_copy(update={"kafka": kafka})
         self.settings = settings
+        self._decode = decode or _validate_event
         self.topics = list(topics or [settings.kafka.topic])
         self.stats = SourceStats()
         self._resume = resume
@@ -272,9 +299,7 @@ class KafkaSource(Source):
         self, msg: ConsumerRecord, max_chars: int, max_bytes: int
     ) -> Record | InvalidRecord:
         position = SourcePosition(topic=msg.topic, partition=msg.partition, offset=msg.offset)
-        result = validate(
-            msg.value, position, max_chars=max_chars, max_bytes=max_bytes, key=msg.key
-        )
+        result = self._decode(msg.value, position, max_chars, max_bytes, msg.key)
         if isinstance(result, Record):
             self.stats.count_valid(result.truncated_fields)
         else:

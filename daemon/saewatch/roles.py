@@ -1,0 +1,176 @@
+"""``saewatch encode``: the stateless, scaled-out half of the daemon.
+
+Each replica is a member of the events topic's consumer group. It encodes what it polls and
+publishes one features message per event (:mod:`saewatch.codec`) to the features topic, keyed by
+model_id. ``saewatch aggregate`` (:class:`saewatch.app.App` with ``role="aggregate"``) reads them.
+
+Delivery: a replica commits its input offsets only after the broker acknowledged every features
+message of the batch (``acks=all``, idempotent producer) and every dead letter. A crash between
+the two re-encodes the uncommitted records and publishes them again; the aggregator drops these
+replays by event id (:class:`saewatch.state.dedup.RecentEvents`), so its state counts each event
+exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+
+from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from saewatch.app import Readiness, SourceFactory, StopFlag
+from saewatch.checkpoint import OffsetTracker
+from saewatch.codec import encode_messages
+from saewatch.config import Settings
+from saewatch.encode.base import Encoder
+from saewatch.errors import SaewatchError
+from saewatch.export.base import ReportHolder
+from saewatch.export.metrics import PipelineMetrics
+from saewatch.models import SourceBatch
+from saewatch.source.base import ResumeOffset, Source
+
+logger = logging.getLogger(__name__)
+
+# How long to wait for the broker to acknowledge one batch of features messages.
+PUBLISH_TIMEOUT_S = 60.0
+
+
+class PublishError(SaewatchError):
+    """Features messages were not acknowledged; the input is not committed (retried on restart)."""
+
+
+class EncodeWorker:
+    """Consume LLM events, encode them, publish their codes, then commit.
+
+    Parameters
+    ----------
+    settings
+        ``kafka.topic`` is read, ``kafka.features_topic`` written.
+    encoder_factory, source_factory, producer_factory
+        Injected by tests; default from ``settings``.
+    registry
+        Where the worker's metrics register.
+    max_events
+        Stop after this many records (testing).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        encoder_factory: Callable[[], Encoder] | None = None,
+        source_factory: SourceFactory | None = None,
+        producer_factory: Callable[[], KafkaProducer] | None = None,
+        registry: CollectorRegistry | None = None,
+        max_events: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = PipelineMetrics(self.registry)
+        self.readiness = Readiness(state_restored=True)  # stateless: nothing to restore
+        self.stop_flag = StopFlag()
+        self.max_events = max_events
+        self.handled = 0
+        self.published = 0
+        self._encoder_factory = encoder_factory or _default_encoder(settings)
+        self._source_factory = source_factory or _default_source(settings)
+        self._producer_factory = producer_factory or _default_producer(settings)
+
+    def stop(self) -> None:
+        self.stop_flag.event.set()
+
+    def run(self) -> int:
+        with ExitStack() as stack:
+            stack.enter_context(self.stop_flag.installed())
+            self._start_http(stack)
+            encoder = self._encoder_factory()
+            self.readiness.model_loaded = True
+            producer = self._producer_factory()
+            stack.callback(producer.close)
+            source = stack.enter_context(self._source_factory(_no_resume, self.stop_flag.event))
+            self.readiness.source = source
+            self._loop(source, encoder, producer)
+        logger.info("stopped after %d records, %d published", self.handled, self.published)
+        return 0
+
+    def _loop(self, source: Source, encoder: Encoder, producer: KafkaProducer) -> None:
+        src = self.settings.source
+        while not self.stop_flag.event.is_set():
+            batch = source.poll_batch(src.batch_size, src.poll_timeout_s)
+            if not len(batch):
+                continue
+            self._publish(batch, encoder, producer)
+            # Only now, with every output acknowledged, may the input move on.
+            source.flush()
+            tracker = OffsetTracker()
+            tracker.advance_batch(batch)
+            source.commit(tracker.offsets())
+            self.handled += len(batch)
+            if self.max_events is not None and self.handled >= self.max_events:
+                break
+
+    def _publish(self, batch: SourceBatch, encoder: Encoder, producer: KafkaProducer) -> None:
+        m = self.metrics
+        m.events_consumed.inc(len(batch))
+        for bad in batch.invalid:
+            m.events_invalid.labels(reason=bad.reason).inc()
+        if not batch.records:
+            return
+        started = time.monotonic()
+        codes = encoder.encode([r.event for r in batch.records])
+        m.encode_duration.observe(time.monotonic() - started)
+        m.encode_batch_size.observe(len(codes))
+        topic = self.settings.kafka.features_topic
+        futures = [producer.send(topic, key=k, value=v) for k, v in encode_messages(codes)]
+        producer.flush(timeout=PUBLISH_TIMEOUT_S)
+        for future in futures:
+            if not future.is_done or future.failed():
+                raise PublishError(
+                    f"features message to {topic} not acknowledged ({future.exception}); "
+                    "nothing was committed, the batch is re-encoded after a restart"
+                )
+        self.published += len(futures)
+        m.events_processed.inc(len(codes))
+
+    def _start_http(self, stack: ExitStack) -> None:
+        from saewatch.export.http import ExporterServer
+
+        server = ExporterServer(
+            self.settings.web, self.registry, ReportHolder(), readiness=self.readiness
+        )
+        stack.enter_context(server)
+
+
+def _no_resume(topic: str, partition: int) -> int | None:
+    return None  # stateless: the group's committed offsets are the truth
+
+
+def _default_encoder(settings: Settings) -> Callable[[], Encoder]:
+    def build() -> Encoder:
+        from saewatch.encode.encoder import SAEEncoder
+
+        return SAEEncoder.from_settings(settings.encode)
+
+    return build
+
+
+def _default_source(settings: Settings) -> SourceFactory:
+    def build(resume: ResumeOffset, stop: threading.Event) -> Source:
+        from saewatch.source.kafka import KafkaSource
+
+        return KafkaSource(settings, resume, stop=stop)
+
+    return build
+
+
+def _default_producer(settings: Settings) -> Callable[[], KafkaProducer]:
+    def build() -> KafkaProducer:
+        from saewatch.source.producer import connect_producer
+
+        return connect_producer(settings.kafka)
+
+    return build
