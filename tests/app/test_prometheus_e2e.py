@@ -1,0 +1,91 @@
+"""End to end: real Kafka, the real daemon with the shipped default model and SAE, a real
+Prometheus with the project's alert rules. A drifting version pair fires the drift alert;
+an A/A pair (one model's responses split in two) in the same stream does not."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from _app_support import pair_events, serving, start, wait_for
+
+from export.prometheus_harness import PrometheusServer, fast_rules, prometheus_binary
+from saewatch.encode.default import default_sae_dir
+from saewatch.source.alpaca import load_alpaca
+from saewatch.source.testing import free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.slow]
+
+EVENTS_PER_VERSION = 150
+ALERT = "SaewatchBehaviouralDrift"
+ALERT_TIMEOUT_S = 420
+
+
+def _aa_events(n: int):
+    indices = list(range(805))
+    random.Random(5).shuffle(indices)
+    a = load_alpaca("claude-2.1", version="a1", model_id="steady", indices=indices[:n])
+    b = load_alpaca("claude-2.1", version="a2", model_id="steady", indices=indices[n:2 * n],
+                    start=a[-1].timestamp)
+    return a + b
+
+
+@pytest.mark.skipif(prometheus_binary() is None, reason="prometheus not installed (make system-deps)")
+@pytest.mark.skipif(not (default_sae_dir() / "cfg.json").is_file(), reason="no default SAE")
+def test_drift_alert_fires_for_a_drifting_pair_and_not_for_a_a(
+    tmp_path: Path, kafka_cluster
+) -> None:
+    topic = kafka_cluster.create_topic(2, prefix="e2e")
+    drifting = pair_events(EVENTS_PER_VERSION)  # model_id "bot": v1 -> v2 (verbose)
+    steady = _aa_events(EVENTS_PER_VERSION)  # model_id "steady": a1 -> a2, same model
+    # Interleave the two applications, each in its own time order, as a shared topic would.
+    messages = [(e.event_id.encode(), e.model_dump_json().encode())
+                for pair in zip(drifting, steady, strict=True) for e in pair]
+    kafka_cluster.produce_raw(topic, messages)
+
+    address = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "daemon.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": [kafka_cluster.bootstrap], "topic": topic,
+                  "group_id": f"{topic}-g", "session_timeout_ms": 6000},
+        "encode": {"device": "cpu", "max_tokens_per_text": 128},
+        "state": {"snapshot_dir": str(tmp_path / "snapshots")},
+        "diff": {"interval_s": 2.0, "comparisons": [
+            {"model_id": "bot", "baseline": "v1", "candidate": "v2"},
+            {"model_id": "steady", "baseline": "a1", "candidate": "a2"}]},
+        "web": {"listen_address": address},
+    }))
+    log = tmp_path / "daemon.log"
+    daemon = start("run", config, log)
+    try:
+        wait_for(lambda: serving(config), [daemon], log)
+        rules = fast_rules(tmp_path / "rules", "4s")
+        with PrometheusServer(tmp_path / "prometheus", [address], rules) as prom:
+            deadline = time.monotonic() + ALERT_TIMEOUT_S
+            while time.monotonic() < deadline and not prom.alerts(ALERT, "firing"):
+                assert daemon.poll() is None, log.read_text()[-4000:]
+                time.sleep(2)
+            firing = prom.alerts(ALERT, "firing")
+            assert {a["labels"]["model_id"] for a in firing} == {"bot"}, log.read_text()[-3000:]
+            assert {a["labels"]["candidate"] for a in firing} == {"v2"}
+            # Wait until the A/A pair has been fully consumed and judged, then look again.
+            verdicts = 'saewatch_comparison_verdict{model_id="steady",kind="versions"} == 1'
+            wait_for(lambda: _aa_judged(prom), [daemon], log)
+            time.sleep(10)  # several evaluations with the shortened `for:`
+            assert all(a["labels"]["model_id"] != "steady" for a in prom.alerts(ALERT)), verdicts
+            docs = prom.query('saewatch_comparison_documents{model_id="steady",kind="versions"}')
+            assert {int(float(s["value"][1])) for s in docs} == {EVENTS_PER_VERSION}
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=120)
+
+
+def _aa_judged(prom: PrometheusServer) -> bool:
+    docs = prom.query('saewatch_comparison_documents{model_id="steady",kind="versions"}')
+    verdict = prom.query('saewatch_comparison_verdict{model_id="steady",kind="versions",'
+                         'verdict="no_drift"} == 1')
+    return bool(verdict) and {int(float(s["value"][1])) for s in docs} == {EVENTS_PER_VERSION}
