@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo goes through the local Kafka broker when Java and Maven are there, else through a file.
+DEMO_ARGS ?=
 demo: venv
-	$(BIN)/saewatch demo
+	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
+		deploy/kafka/start.sh && $(BIN)/saewatch demo $(DEMO_ARGS); \
+	else \
+		echo "java/mvn not found: replaying through a file (--no-kafka)"; \
+		$(BIN)/saewatch demo --no-kafka $(DEMO_ARGS); \
+	fi
 
 system-deps:
 	deploy/prometheus/install-deps.sh
