@@ -51,25 +51,43 @@ logger = logging.getLogger("benchmarks.perf.aggregate")
 POOL = 16  # distinct code batches cycled through (generating codes is slower than folding them)
 
 
-def make_batches(n_batches: int, batch: int, d_sae: int, nnz: int, seed: int,
-                 codes: Path | None = None) -> list[FeatureBatch]:
+def make_batches(
+    n_batches: int, batch: int, d_sae: int, nnz: int, seed: int, codes: Path | None = None
+) -> list[FeatureBatch]:
     """``n_batches`` batches cycling over a pool of synthetic (or real) code batches."""
     rng = np.random.default_rng(seed)
-    pool = _real_pool(codes, batch) if codes else [
-        (random_codes(batch, d_sae, max(1, nnz // 2), rng), random_codes(batch, d_sae, nnz, rng))
-        for _ in range(POOL)]
+    pool = (
+        _real_pool(codes, batch)
+        if codes
+        else [
+            (
+                random_codes(batch, d_sae, max(1, nnz // 2), rng),
+                random_codes(batch, d_sae, nnz, rng),
+            )
+            for _ in range(POOL)
+        ]
+    )
     d = d_sae if codes is None else int(np.load(codes)["d_sae"])
     out = []
     for j in range(n_batches):
         prompt, response = pool[j % len(pool)]
         events = tuple(
-            LLMEvent(event_id=f"e{j * batch + i}", model_id="bench",
-                     timestamp=T0 + timedelta(seconds=0.01 * (j * batch + i)),
-                     model_version=f"v{i % 2}", prompt="p" * 300, response="r" * 900,
-                     metadata={"tenant": f"t{i % 4}"})
-            for i in range(batch))
-        out.append(FeatureBatch(encoder_id="bench", d_sae=d, events=events, prompt=prompt,
-                                response=response))
+            LLMEvent(
+                event_id=f"e{j * batch + i}",
+                model_id="bench",
+                timestamp=T0 + timedelta(seconds=0.01 * (j * batch + i)),
+                model_version=f"v{i % 2}",
+                prompt="p" * 300,
+                response="r" * 900,
+                metadata={"tenant": f"t{i % 4}"},
+            )
+            for i in range(batch)
+        )
+        out.append(
+            FeatureBatch(
+                encoder_id="bench", d_sae=d, events=events, prompt=prompt, response=response
+            )
+        )
     return out
 
 
@@ -79,17 +97,22 @@ def _real_pool(path: Path, batch: int) -> list[tuple[SparseCodes, SparseCodes]]:
     pool = []
     for start in range(0, len(indptr) - 1 - batch, batch):
         lo, hi = indptr[start], indptr[start + batch]
-        codes = SparseCodes(indptr=indptr[start:start + batch + 1] - lo,
-                            indices=indices[lo:hi], values=values[lo:hi],
-                            n_tokens=np.zeros(batch, np.int32), truncated=np.zeros(batch, bool))
+        codes = SparseCodes(
+            indptr=indptr[start : start + batch + 1] - lo,
+            indices=indices[lo:hi],
+            values=values[lo:hi],
+            n_tokens=np.zeros(batch, np.int32),
+            truncated=np.zeros(batch, bool),
+        )
         pool.append((codes, codes))
     return pool
 
 
 def throughput(args: argparse.Namespace) -> dict:
-    batches = make_batches((args.warmup + args.events) // args.batch, args.batch, args.d_sae,
-                           args.nnz, 0, args.codes)
-    warm, timed = batches[: args.warmup // args.batch], batches[args.warmup // args.batch:]
+    batches = make_batches(
+        (args.warmup + args.events) // args.batch, args.batch, args.d_sae, args.nnz, 0, args.codes
+    )
+    warm, timed = batches[: args.warmup // args.batch], batches[args.warmup // args.batch :]
     n_timed = len(timed) * args.batch
     rates, parts = [], {}
     for run in range(args.runs):
@@ -103,9 +126,15 @@ def throughput(args: argparse.Namespace) -> dict:
         if run == 0:
             parts = {name: _component_us(part, timed) for name, part in state._parts.items()}
     nnz = float(np.mean([np.diff(b.response.indptr).mean() for b in timed]))
-    return {"events_per_s": statistics.median(rates), "runs": [round(r) for r in rates],
-            "us_per_event": parts, "response_nnz": nnz, "batch": args.batch,
-            "timed_events": n_timed, "warmup_events": args.warmup}
+    return {
+        "events_per_s": statistics.median(rates),
+        "runs": [round(r) for r in rates],
+        "us_per_event": parts,
+        "response_nnz": nnz,
+        "batch": args.batch,
+        "timed_events": n_timed,
+        "warmup_events": args.warmup,
+    }
 
 
 def _component_us(part: object, batches: list[FeatureBatch]) -> float:
@@ -118,25 +147,46 @@ def _component_us(part: object, batches: list[FeatureBatch]) -> float:
 def memory(args: argparse.Namespace) -> dict:
     out = {}
     for n in args.memory_events:
-        cmd = [sys.executable, "-m", "benchmarks.perf.aggregate", "--memory-child", str(n),
-               "--d-sae", str(args.d_sae), "--nnz", str(args.nnz), "--batch", str(args.batch)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.perf.aggregate",
+            "--memory-child",
+            str(n),
+            "--d-sae",
+            str(args.d_sae),
+            "--nnz",
+            str(args.nnz),
+            "--batch",
+            str(args.batch),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[n] = json.loads(done.stdout.strip().splitlines()[-1])
     return out
 
 
+def _rss_mib() -> float:
+    """Current resident set size (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def memory_child(args: argparse.Namespace) -> dict:
     pool = make_batches(POOL, args.batch, args.d_sae, args.nnz, 1)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _rss_mib()
     state = MonitorState(StateSettings())
     for j in range(args.memory_child // args.batch):
         b = pool[j % POOL]
-        state.update(b.model_copy(update={"events": tuple(
+        events = tuple(
             e.model_copy(update={"event_id": f"e{j}-{i}",
                                  "timestamp": T0 + timedelta(seconds=0.01 * (j * args.batch + i))})
-            for i, e in enumerate(b.events))}))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_rss_mib": round(peak / 1024, 1), "state_mib": round((peak - base) / 1024, 1)}
+            for i, e in enumerate(b.events))
+        state.update(b.model_copy(update={"events": events}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rss_mib": round(_rss_mib(), 1), "state_mib": round(_rss_mib() - base, 1),
+            "peak_rss_mib": round(peak, 1)}
 
 
 def diff_time(args: argparse.Namespace) -> dict:
@@ -144,9 +194,17 @@ def diff_time(args: argparse.Namespace) -> dict:
     out = {}
     for d in (16_384, 65_536):
         freq = rng.beta(0.3, 10, size=d)
-        side = [FeatureCounts(model_id="m", model_version=v, field="response", n_documents=20_000,
-                              fired=rng.binomial(20_000, freq), activation_sum=np.zeros(d))
-                for v in ("a", "b")]
+        side = [
+            FeatureCounts(
+                model_id="m",
+                model_version=v,
+                field="response",
+                n_documents=20_000,
+                fired=rng.binomial(20_000, freq),
+                activation_sum=np.zeros(d),
+            )
+            for v in ("a", "b")
+        ]
         key = ComparisonKey(model_id="m", field="response", baseline="a", candidate="b")
         times = []
         for _ in range(args.runs + 1):
@@ -166,8 +224,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=12_800)
     p.add_argument("--events", type=int, default=12_800)
     p.add_argument("--codes", type=Path, default=None)
-    p.add_argument("--memory-events", type=int, nargs="+",
-                   default=[25_600, 102_400, 204_800, 409_600])
+    p.add_argument(
+        "--memory-events", type=int, nargs="+", default=[25_600, 102_400, 204_800, 409_600, 819_200]
+    )
     p.add_argument("--sections", nargs="+", default=["throughput", "memory", "diff"])
     p.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=None)
