@@ -1,0 +1,127 @@
+"""Markdown tables and the delay-vs-prevalence plot from the run's JSON results."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.detection.outcomes import median_delay
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+def _delays(values: list[int | None]) -> str:
+    return ", ".join("–" if v is None else str(v) for v in values)
+
+
+def _med(values: list[int | None], cap: int) -> str:
+    m = median_delay(values)
+    return f"> {cap}" if m is None else f"{m:g}"
+
+
+def _by(rows: list[Row], scenario: str, *keys: str) -> dict[tuple[Any, ...], list[Row]]:
+    groups: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
+    for r in rows:
+        if r["scenario"] == scenario:
+            groups[tuple(r["params"][k] for k in keys)].append(r)
+    return groups
+
+
+def aa_table(rows: list[Row]) -> list[str]:
+    out = ["| model | streams | events/side | SAE alerts (any look) | significant at end "
+           "(per stream) | max significant at any look | dense max z |",
+           "|---|---|---|---|---|---|---|"]
+    for (model,), group in sorted(_by(rows, "aa", "model").items()):
+        out.append(
+            f"| {model} | {len(group)} | {group[0]['events_per_side']} | "
+            f"{sum(r['sae']['any_alarm'] for r in group)} | "
+            f"{', '.join(str(r['sae']['final_n_significant']) for r in group)} | "
+            f"{max(r['sae']['max_n_significant'] for r in group)} | "
+            f"{max(r['dense']['max_z'] for r in group):.2f} |")
+    return out
+
+
+def pair_table(rows: list[Row], threshold: float) -> list[str]:
+    out = ["| baseline → candidate | events/side | SAE delay (per seed) | SAE median | "
+           "dense delay (per seed) | dense median | significant at end (median) |",
+           "|---|---|---|---|---|---|---|"]
+    for (base, cand), group in _by(rows, "pair", "baseline", "candidate").items():
+        n = group[0]["events_per_side"]
+        sae = [r["sae"]["first_drift"] for r in group]
+        dense = [r["dense"]["first_alarm"] for r in group]
+        sig = sorted(r["sae"]["final_n_significant"] for r in group)[len(group) // 2]
+        out.append(f"| {base} → {cand} | {n} | {_delays(sae)} | {_med(sae, n)} | "
+                   f"{_delays(dense)} | {_med(dense, n)} | {sig} |")
+    return out
+
+
+def top_features(rows: list[Row], k: int = 3) -> list[str]:
+    out = ["| pair (first seed) | ▲ more frequent in candidate | ▼ less frequent |", "|---|---|---|"]
+    for (base, cand), group in _by(rows, "pair", "baseline", "candidate").items():
+        sae = group[0]["sae"]
+        cells = [" · ".join(f"#{f['feature']} {(f['label'] or '')[:40]} "
+                            f"({f['freq_baseline']:.2f}→{f['freq_candidate']:.2f})"
+                            for f in sae[side][:k]).replace("|", "/") or "–"
+                 for side in ("top_up", "top_down")]
+        out.append(f"| {base} → {cand} | {cells[0]} | {cells[1]} |")
+    return out
+
+
+def planted_table(rows: list[Row]) -> list[str]:
+    out = ["| property | p | planted events/seed | SAE delay (per seed) | SAE median | "
+           "dense delay (per seed) | dense median | shown in a top-10 feature's examples |",
+           "|---|---|---|---|---|---|---|---|"]
+    for (prop, p), group in _by(rows, "planted", "property", "prevalence").items():
+        n = group[0]["events_per_side"]
+        sae = [r["sae"]["first_drift"] for r in group]
+        dense = [r["dense"]["first_alarm"] for r in group]
+        shown = sum(r["planted"]["shown"] for r in group)
+        out.append(f"| {prop} | {p:.0%} | {group[0]['params']['planted']} | {_delays(sae)} | "
+                   f"{_med(sae, n)} | {_delays(dense)} | {_med(dense, n)} | "
+                   f"{shown}/{len(group)} |")
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    rows = results["streams"]
+    cal = results["dense_calibration"]
+    lines = ["### A/A (no drift)", "", *aa_table(rows), "",
+             "### Real version pairs", "", *pair_table(rows, cal["threshold"]), "",
+             *top_features(rows), "",
+             "### Planted properties", "", *planted_table(rows), ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Median delay vs prevalence per planted property, SAE vs dense (never = above the top)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _by(results["streams"], "planted", "property", "prevalence")
+    props = list(dict.fromkeys(k[0] for k in groups))
+    fig, axes = plt.subplots(1, len(props), figsize=(3.2 * len(props), 3.2), sharey=True,
+                             squeeze=False)
+    cap = max(r["events_per_side"] for r in results["streams"] if r["scenario"] == "planted")
+    for ax, prop in zip(axes[0], props, strict=True):
+        ps = sorted(p for (name, p) in groups if name == prop)
+        for method, style in (("sae", "o-"), ("dense", "s--")):
+            key = "first_drift" if method == "sae" else "first_alarm"
+            ys = [median_delay([r[method][key] for r in groups[(prop, p)]]) for p in ps]
+            ax.plot([p * 100 for p in ps], [cap * 1.15 if y is None else y for y in ys], style,
+                    label="SAE verdict" if method == "sae" else "dense MMD (calibrated)")
+        ax.axhline(cap, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xticks([p * 100 for p in ps], [f"{p:.0%}" for p in ps])
+        ax.set_title(prop, fontsize=9)
+        ax.set_xlabel("prevalence")
+    axes[0][0].set_ylabel("median events/side to alarm\n(above dotted line: never)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""Detection quality: A/A false alarms, real version pairs, planted properties, dense baseline.
+
+    python -m benchmarks.detection.run            # full run (make bench-detect), ~30 min cold
+    python -m benchmarks.detection.run --quick    # tiny encoder and sizes: a smoke test
+
+Encodes every distinct response once (cached, see :mod:`benchmarks.detection.cache`), replays
+each stream through MonitorState + build_report at a look every 10 events per side
+(:mod:`benchmarks.detection.simulate`), computes the dense MMD statistic at the same looks, checks
+once that the App over a file and over Kafka gives the same counts and verdict, and writes
+``detection_results.json``, ``detection_results.md`` and ``detection_delay.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.detection import dense_baseline, equivalence, report
+from benchmarks.detection.cache import CodeStore, encoder_key
+from benchmarks.detection.encoders import EncoderKind, build_encoder, encode_settings
+from benchmarks.detection.outcomes import Outcome, evaluate
+from benchmarks.detection.scenarios import Plan, Stream, all_streams, marker_base_rate
+from benchmarks.detection.simulate import diff_settings, stream_events
+from saewatch.encode.default import cache_dir, default_labels_path
+from saewatch.encode.encoder import SAEEncoder
+from saewatch.encode.labels import load_labels
+
+logger = logging.getLogger("benchmarks.detection.run")
+ROOT = Path(__file__).resolve().parents[2]
+EQUIVALENCE_EVENTS = {"full": 100, "quick": 80}  # events per side of the App/Kafka replay
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny encoder and sizes (smoke test)")
+    p.add_argument("--encoder", choices=["default", "tiny"], default=None,
+                   help="default: the shipped SAE (tiny with --quick)")
+    p.add_argument("--max-tokens", type=int, default=None, help="tokens per response")
+    p.add_argument("--out", type=Path, default=ROOT / "docs", help="where results go")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="code cache root (default $SAEWATCH_CACHE_DIR or ~/.cache/saewatch)")
+    p.add_argument("--no-kafka", action="store_true", help="skip the Kafka replay of the check")
+    return p.parse_args(argv)
+
+
+def labels_of(kind: EncoderKind, encoder: SAEEncoder) -> dict[int, str]:
+    path = default_labels_path()
+    if kind != "default" or not path.is_file():
+        return {}
+    return {f.feature: f.label for f in load_labels(path, encoder.d_sae).features if f.label}
+
+
+def equivalence_stream(streams: list[Stream], n: int) -> Stream:
+    """The first real pair, cut to ``n`` events per side."""
+    first = next(s for s in streams if s.scenario == "pair")
+    return replace(first, name=f"{first.name} (first {n}/side)",
+                   baseline=first.baseline[:n], candidate=first.candidate[:n])
+
+
+def calibrate_dense(rows: list[dict[str, Any]], outcomes: list[Outcome]) -> dict[str, Any]:
+    """Dense threshold at the SAE's A/A false-alarm count; first dense alarm per stream."""
+    aa = [o for o in outcomes if o.stream.scenario == "aa"]
+    sae_alarms = sum(o.sae.any_alarm for o in aa)
+    threshold = dense_baseline.calibrate([o.dense_max_z for o in aa], sae_alarms)
+    for row, o in zip(rows, outcomes, strict=True):
+        row["dense"]["first_alarm"] = dense_baseline.first_crossing(o.dense_z, o.points,
+                                                                    threshold)
+    dense_alarms = sum(r["dense"]["first_alarm"] is not None for r in rows
+                       if r["scenario"] == "aa")
+    return {"threshold": threshold, "aa_streams": len(aa), "sae_aa_alarms": sae_alarms,
+            "dense_aa_alarms": dense_alarms, "permutations": dense_baseline.PERMUTATIONS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("kafka", "saewatch.app", "saewatch.checkpoint", "saewatch.source"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    mode = "quick" if args.quick else "full"
+    kind: EncoderKind = args.encoder or ("tiny" if args.quick else "default")
+    plan = Plan.quick() if args.quick else Plan.full()
+    settings = encode_settings(kind, args.max_tokens)
+    encoder = build_encoder(kind, settings)
+    store = CodeStore(encoder, (args.cache_dir or cache_dir()) / "detection" / encoder_key(encoder))
+    streams = all_streams(plan)
+    started = time.monotonic()
+    store.ensure([t for s in streams for t in s.texts()])
+    labels = labels_of(kind, encoder)
+    outcomes = []
+    for i, stream in enumerate(streams):
+        outcomes.append(evaluate(stream, store, labels, plan.look_every, seed=i))
+        logger.info("%s %s: SAE first drift %s", stream.scenario, stream.name,
+                    outcomes[-1].sae.first_drift)
+    simulated_s = time.monotonic() - started - store.encode_seconds
+    eq_stream = equivalence_stream(streams, EQUIVALENCE_EVENTS[mode])
+    eq = equivalence.check(eq_stream.name, stream_events(eq_stream, plan.look_every),
+                           evaluate(eq_stream, store, labels, plan.look_every).sae,
+                           encoder, settings, kafka=not args.no_kafka)
+    rows = [o.as_dict() for o in outcomes]
+    results = {
+        "mode": mode,
+        "setup": {
+            "encoder_id": encoder.encoder_id, "d_sae": encoder.d_sae,
+            "max_tokens_per_text": settings.max_tokens_per_text,
+            "precision": settings.precision, "look_every": plan.look_every,
+            "diff": diff_settings().model_dump(mode="json", exclude={"comparisons"}),
+            "plan": {k: v for k, v in vars(plan).items()},
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                       f"{platform.python_version()}",
+            "texts_cached": len(store), "texts_encoded_now": store.encoded_now,
+            "encode_seconds": round(store.encode_seconds, 1),
+            "simulate_seconds": round(simulated_s, 1),
+            "marker_base_rate": marker_base_rate(plan, plan.properties),
+        },
+        "equivalence": eq,
+        "dense_calibration": calibrate_dense(rows, outcomes),
+        "streams": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "detection_results.json").write_text(json.dumps(results, indent=1, default=str))
+    (args.out / "detection_results.md").write_text(report.markdown(results))
+    report.plot(results, args.out / "detection_delay.png")
+    sys.stdout.write(report.markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Replay a stream through the daemon's state+diff path from cached codes, looking as it grows.
+
+What the daemon does per batch is ``MonitorState.update(codes)``, and per diff interval
+``build_report(state.version_counts(), state.counts, ...)``. Here the codes come from the
+:class:`~benchmarks.detection.cache.CodeStore` instead of the encoder, and a "look" (the report
+the daemon would publish) is taken every ``look_every`` events per side. The equivalence of this
+shortcut with the real App (file and Kafka sources, live encoder) is checked once per run by
+:mod:`benchmarks.detection.equivalence`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from benchmarks.detection.cache import CodeStore
+from benchmarks.detection.scenarios import Doc, Stream
+from saewatch.config import ComparisonSpec, DiffSettings, StateSettings
+from saewatch.diff.report import build_report
+from saewatch.models import ComparisonResult, FeatureBatch, LLMEvent, SparseCodes
+from saewatch.state.monitor import MonitorState
+
+logger = logging.getLogger(__name__)
+
+MODEL_ID = "detect"
+BASELINE, CANDIDATE = "baseline", "candidate"
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def diff_settings() -> DiffSettings:
+    """The daemon's diff defaults (alpha 0.01, q 0.05, top 10), one explicit comparison.
+
+    ``min_documents`` is lowered from the default 100 to its minimum 10: the always-valid test
+    needs no warm-up, and 100 would floor every detection delay at 100 events per side.
+    """
+    spec = ComparisonSpec(model_id=MODEL_ID, baseline=BASELINE, candidate=CANDIDATE)
+    return DiffSettings(comparisons=[spec], auto_latest=False, window_comparisons=False,
+                        min_documents=10, top_k=10, examples_per_side=3)
+
+
+def state_settings() -> StateSettings:
+    return StateSettings(retrieval_capacity=10_000)
+
+
+def looks(stream: Stream, every: int) -> list[int]:
+    """Events per side at each look: every ``every`` and the full stream."""
+    n = stream.length
+    points = list(range(every, n + 1, every))
+    return points + ([n] if not points or points[-1] != n else [])
+
+
+def stream_events(stream: Stream, every: int) -> list[LLMEvent]:
+    """Both sides interleaved look by look (baseline chunk, then candidate chunk), as arrival."""
+    out: list[LLMEvent] = []
+    previous = 0
+    for point in looks(stream, every):
+        for version, docs in ((BASELINE, stream.baseline), (CANDIDATE, stream.candidate)):
+            out += [_event(d, version, len(out) + i) for i, d in enumerate(docs[previous:point])]
+        previous = point
+    return out
+
+
+def _event(doc: Doc, version: str, position: int) -> LLMEvent:
+    # Prompts stay empty: the comparison is on responses, and the App replays encode the same.
+    return LLMEvent(event_id=doc.event_id, timestamp=T0 + timedelta(seconds=position),
+                    model_id=MODEL_ID, model_version=version, prompt="", response=doc.text)
+
+
+def feature_batch(store: CodeStore, events: list[LLMEvent]) -> FeatureBatch:
+    """The FeatureBatch the encoder would produce for ``events`` (from the cache)."""
+    empty = SparseCodes.from_rows([[] for _ in events], [[] for _ in events])
+    return FeatureBatch(encoder_id=store.encoder_id, d_sae=store.d_sae, events=tuple(events),
+                        prompt=empty, response=store.codes([e.response for e in events]))
+
+
+@dataclass
+class Look:
+    events_per_side: int
+    verdict: str
+    n_significant: int
+    alarm: bool
+
+
+@dataclass
+class Replay:
+    """What the daemon would have shown over one stream."""
+
+    looks: list[Look] = field(default_factory=list)
+    final: ComparisonResult | None = None
+    state: MonitorState | None = None
+
+    @property
+    def first_drift(self) -> int | None:
+        """Events per side at the first look whose verdict is ``drift`` (None: never)."""
+        return next((k.events_per_side for k in self.looks if k.verdict == "drift"), None)
+
+    @property
+    def any_alarm(self) -> bool:
+        return any(k.verdict == "drift" or k.alarm for k in self.looks)
+
+
+def replay(stream: Stream, store: CodeStore, labels: Mapping[int, str], every: int) -> Replay:
+    """Feed the stream look by look into a fresh MonitorState and build the report at each."""
+    settings = diff_settings()
+    state = MonitorState(state_settings())
+    events = stream_events(stream, every)
+    out = Replay(state=state)
+    previous = 0
+    for point in looks(stream, every):
+        state.update(feature_batch(store, events[2 * previous : 2 * point]))
+        previous = point
+        report = build_report(state.version_counts(), state.counts, settings, labels=labels,
+                              examples=state.examples, now=T0)
+        result = report.comparisons[0]
+        out.looks.append(Look(point, result.verdict, result.n_significant,
+                              result.sequential_alarm))
+        out.final = result
+    return out
