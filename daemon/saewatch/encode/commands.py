@@ -153,7 +153,7 @@ def run_encode_file(
 ) -> dict[str, object]:
     """Encode a JSONL file of events or an AlpacaEval model's outputs; return the summary."""
     if (input_path is None) == (alpaca_model is None):
-        raise EncodeError("give exactly one of --input FILE.jsonl and --alpaca-model NAME")
+        raise EncodeError("give exactly one of --input FILE.jsonl and --alpaca MODEL")
     encoder = SAEEncoder.from_settings(settings)
     summary = EncodeSummary(encoder_id=encoder.encoder_id)
     if input_path is not None:

@@ -115,10 +115,13 @@ class SAEEncoder(Encoder):
             use_chat_template=settings.use_chat_template,
         )
         name = model_name or DEFAULT_MODEL_NAME
+        encoder_id = f"{name}/{hook.hook_name}/{loaded.sae_id}"
+        if settings.threshold > 0:  # other thresholds give other codes: never mix them
+            encoder_id += f"/threshold={settings.threshold:g}"
         return cls(
             reader,
             loaded.sae,
-            encoder_id=f"{name}/{hook.hook_name}/{loaded.sae_id}",
+            encoder_id=encoder_id,
             threshold=settings.threshold,
             expectations=loaded.expectations,
             sanity_tokens=settings.sanity_tokens,
