@@ -1,0 +1,43 @@
+"""The house rule that keeps the data flow one-directional: a stage imports only the shared types
+(models, config, errors, codec) and its own package, never another stage."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "daemon" / "saewatch"
+STAGES = ("source", "encode", "state", "diff", "export")
+SHARED = {"models", "config", "errors", "codec"}
+ROOT = ""  # `from saewatch import __version__`
+
+
+def _saewatch_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+    return [n for n in names if n == "saewatch" or n.startswith("saewatch.")]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stage_imports_no_other_stage(stage: str) -> None:
+    offending = []
+    for path in sorted((PACKAGE / stage).rglob("*.py")):
+        for name in _saewatch_imports(path):
+            parts = name.split(".")
+            top = parts[1] if len(parts) > 1 else ""
+            if top not in SHARED and top not in (stage, ROOT):
+                offending.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offending == []
+
+
+def test_shared_modules_import_no_stage() -> None:
+    for module in SHARED:
+        for name in _saewatch_imports(PACKAGE / f"{module}.py"):
+            assert name.split(".")[1] not in STAGES, f"{module}.py imports {name}"
