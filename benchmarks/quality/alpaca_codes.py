@@ -59,7 +59,7 @@ def encoder_key(settings: EncodeSettings) -> str:
         digest.update((sae_dir / name).read_bytes())
     digest.update(f"{settings.model}|{settings.max_tokens_per_text}|{settings.threshold}|"
                   f"{settings.use_chat_template}|{settings.precision}".encode())
-    return f"{sae_dir.name}-{digest.hexdigest()[:16]}"
+    return f"sae-{digest.hexdigest()[:16]}"  # content only: a copied SAE keeps its cache
 
 
 @dataclass
