@@ -37,7 +37,8 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         final = self.sae.final
-        assert final is not None
+        if final is None:
+            raise ValueError(f"stream {self.stream.name!r} had no look (fewer than 10 events?)")
         return {
             "scenario": self.stream.scenario, "name": self.stream.name,
             "params": self.stream.params, "events_per_side": self.stream.length,
