@@ -75,3 +75,12 @@ def test_merge_adds_every_document_of_the_other_side() -> None:
     a.merge(b)
     assert sum(s.documents for s in a.cluster_shares()) == 400
     assert int(a._fired.sum()) == sum(len(r) for r in rows)
+
+
+def test_rows_without_features_anywhere_in_a_batch_project_to_zero() -> None:
+    from saewatch.state.projection import weighted_rows
+
+    rows = weighted_rows(np.array([0, 0, 2, 2]), np.array([1, 3]), np.full(8, 2.0, np.float32))
+    dense = rows.toarray()
+    assert dense[0].sum() == dense[2].sum() == 0.0  # empty first and last rows
+    np.testing.assert_allclose(dense[1, [1, 3]], [2 ** -0.5, 2 ** -0.5], rtol=1e-6)

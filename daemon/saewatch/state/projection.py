@@ -40,9 +40,11 @@ def idf_weights(indices: np.ndarray, n_docs: int, d_sae: int) -> np.ndarray:
 def weighted_rows(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray) -> sp.csr_matrix:
     """Binarized rows weighted by ``weights`` and scaled to unit length (empty rows stay 0)."""
     data = weights[indices].astype(np.float32)
-    norms = np.sqrt(np.add.reduceat(data * data, indptr[:-1])) if len(data) else np.zeros(0)
     lengths = np.diff(indptr)
-    norms = np.where(lengths > 0, norms if len(norms) else 0, 1.0)
+    # bincount over row ids, not reduceat: reduceat fails on a trailing empty row.
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=len(lengths)))
+    norms = np.where(lengths > 0, norms, 1.0)
     data = data / np.repeat(norms, lengths).astype(np.float32)
     return sp.csr_matrix((data, indices, indptr), shape=(len(lengths), len(weights)))
 
