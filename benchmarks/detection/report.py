@@ -86,10 +86,34 @@ def planted_table(rows: list[Row]) -> list[str]:
     return out
 
 
+def preamble(results: dict[str, Any]) -> list[str]:
+    s, eq, cal = results["setup"], results["equivalence"], results["dense_calibration"]
+    paths = [p for p in ("file", "kafka") if p in eq]
+    sim = eq["simulation"]
+    return [
+        f"Encoder `{s['encoder_id']}` (d_sae {s['d_sae']}), {s['max_tokens_per_text']} tokens "
+        f"per response, precision {s['precision']}; a look every {s['look_every']} events per "
+        f"side; {s['texts_cached']} distinct texts cached ({s['texts_encoded_now']} encoded in "
+        f"this run, {s['texts_per_second']} texts/s); replay of all streams "
+        f"{s['simulate_seconds']} s; {s['machine']}.",
+        "",
+        f"Equivalence check ({eq['scenario']}, {eq['events']} events): App over "
+        f"{' and '.join(paths)} gave the same per-version counts, verdict "
+        f"({sim['verdict']}), {sim['n_significant']} significant features and top features as "
+        f"the cached simulation: " + ", ".join(f"{p} {'equal' if eq[p]['equal'] else 'DIFFERENT'}"
+                                               for p in paths) + ".",
+        "",
+        f"Dense baseline: threshold z > {cal['threshold']:.2f} makes {cal['dense_aa_alarms']} of "
+        f"{cal['aa_streams']} A/A streams alarm, as many as the SAE verdict "
+        f"({cal['sae_aa_alarms']}); {cal['permutations']} permutations per look.",
+        "",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     rows = results["streams"]
     cal = results["dense_calibration"]
-    lines = ["### A/A (no drift)", "", *aa_table(rows), "",
+    lines = [*preamble(results), "### A/A (no drift)", "", *aa_table(rows), "",
              "### Real version pairs", "", *pair_table(rows, cal["threshold"]), "",
              *top_features(rows), "",
              "### Planted properties", "", *planted_table(rows), ""]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -30,6 +31,7 @@ from benchmarks.detection.encoders import EncoderKind, build_encoder, encode_set
 from benchmarks.detection.outcomes import Outcome, evaluate
 from benchmarks.detection.scenarios import Plan, Stream, all_streams, marker_base_rate
 from benchmarks.detection.simulate import diff_settings, stream_events
+from saewatch.config import EncodeSettings
 from saewatch.encode.default import cache_dir, default_labels_path
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.labels import load_labels
@@ -80,6 +82,43 @@ def calibrate_dense(rows: list[dict[str, Any]], outcomes: list[Outcome]) -> dict
             "dense_aa_alarms": dense_alarms, "permutations": dense_baseline.PERMUTATIONS}
 
 
+def setup(store: CodeStore, settings: EncodeSettings, plan: Plan, seconds: float,
+          ) -> dict[str, Any]:
+    """What the numbers were measured with."""
+    return {
+        "encoder_id": store.encoder_id, "d_sae": store.d_sae,
+        "max_tokens_per_text": settings.max_tokens_per_text, "precision": settings.precision,
+        "look_every": plan.look_every,
+        "diff": diff_settings().model_dump(mode="json", exclude={"comparisons"}),
+        "plan": dict(vars(plan)),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} "
+                   f"torch threads, Python {platform.python_version()}",
+        "texts_cached": len(store), "texts_encoded_now": store.encoded_now,
+        "encode_seconds": round(store.encode_seconds, 1),
+        "texts_per_second": round(store.encoded_now / store.encode_seconds, 1)
+        if store.encode_seconds else None,
+        "simulate_seconds": round(seconds, 1),
+        "marker_base_rate": marker_base_rate(plan, plan.properties),
+    }
+
+
+def evaluate_all(streams: list[Stream], store: CodeStore, labels: dict[int, str],
+                 every: int) -> list[Outcome]:
+    outcomes = []
+    for i, stream in enumerate(streams):
+        outcomes.append(evaluate(stream, store, labels, every, seed=i))
+        logger.info("%d/%d %s %s: SAE first drift %s", i + 1, len(streams), stream.scenario,
+                    stream.name, outcomes[-1].sae.first_drift)
+    return outcomes
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detection_results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "detection_results.md").write_text(report.markdown(results))
+    report.plot(results, out / "detection_delay.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -93,43 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     encoder = build_encoder(kind, settings)
     store = CodeStore(encoder, (args.cache_dir or cache_dir()) / "detection" / encoder_key(encoder))
     streams = all_streams(plan)
-    started = time.monotonic()
     store.ensure([t for s in streams for t in s.texts()])
     labels = labels_of(kind, encoder)
-    outcomes = []
-    for i, stream in enumerate(streams):
-        outcomes.append(evaluate(stream, store, labels, plan.look_every, seed=i))
-        logger.info("%s %s: SAE first drift %s", stream.scenario, stream.name,
-                    outcomes[-1].sae.first_drift)
-    simulated_s = time.monotonic() - started - store.encode_seconds
+    # The check runs first: if the shortcut were not the daemon, the rest would be void.
     eq_stream = equivalence_stream(streams, EQUIVALENCE_EVENTS[mode])
     eq = equivalence.check(eq_stream.name, stream_events(eq_stream, plan.look_every),
                            evaluate(eq_stream, store, labels, plan.look_every).sae,
                            encoder, settings, kafka=not args.no_kafka)
+    began = time.monotonic()
+    outcomes = evaluate_all(streams, store, labels, plan.look_every)
     rows = [o.as_dict() for o in outcomes]
-    results = {
-        "mode": mode,
-        "setup": {
-            "encoder_id": encoder.encoder_id, "d_sae": encoder.d_sae,
-            "max_tokens_per_text": settings.max_tokens_per_text,
-            "precision": settings.precision, "look_every": plan.look_every,
-            "diff": diff_settings().model_dump(mode="json", exclude={"comparisons"}),
-            "plan": {k: v for k, v in vars(plan).items()},
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                       f"{platform.python_version()}",
-            "texts_cached": len(store), "texts_encoded_now": store.encoded_now,
-            "encode_seconds": round(store.encode_seconds, 1),
-            "simulate_seconds": round(simulated_s, 1),
-            "marker_base_rate": marker_base_rate(plan, plan.properties),
-        },
-        "equivalence": eq,
-        "dense_calibration": calibrate_dense(rows, outcomes),
-        "streams": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detection_results.json").write_text(json.dumps(results, indent=1, default=str))
-    (args.out / "detection_results.md").write_text(report.markdown(results))
-    report.plot(results, args.out / "detection_delay.png")
+    results = {"mode": mode, "setup": setup(store, settings, plan, time.monotonic() - began),
+               "equivalence": eq, "dense_calibration": calibrate_dense(rows, outcomes),
+               "streams": rows}
+    write(results, args.out)
     sys.stdout.write(report.markdown(results))
     return 0
 

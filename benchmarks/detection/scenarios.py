@@ -55,7 +55,7 @@ class Plan:
         return cls(
             pair_prompts=400, planted_prompts=804, planted_base="gpt4_1106_preview",
             aa_models=tuple(sorted({m for p in PAIRS for m in p} - {NULL_MODEL})),
-            aa_seeds=(1, 2, 3), pairs=PAIRS, pair_seeds=(1, 2, 3),
+            aa_seeds=(1, 2, 3, 4, 5), pairs=PAIRS, pair_seeds=(1, 2, 3),
             properties=tuple(PROPERTIES), prevalences=(0.01, 0.05, 0.20),
             planted_seeds=(1, 2, 3),
         )
