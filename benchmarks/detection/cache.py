@@ -113,6 +113,11 @@ class CodeStore:
             truncated=np.asarray([r[3] for r in rows], dtype=bool),
         )
 
+    def truncated_share(self, texts: Sequence[str]) -> float:
+        """Share of (distinct) ``texts`` cut at the token budget."""
+        keys = {text_key(t) for t in texts}
+        return sum(self._rows[k][3] for k in keys) / max(1, len(keys))
+
     def dense(self, texts: Sequence[str]) -> np.ndarray:
         """Mean-pooled hook activations ``[len(texts), d_model]`` (float32)."""
         return np.stack([self._dense[text_key(t)] for t in texts])

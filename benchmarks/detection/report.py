@@ -92,7 +92,8 @@ def preamble(results: dict[str, Any]) -> list[str]:
     sim = eq["simulation"]
     return [
         f"Encoder `{s['encoder_id']}` (d_sae {s['d_sae']}), {s['max_tokens_per_text']} tokens "
-        f"per response, precision {s['precision']}; a look every {s['look_every']} events per "
+        f"per response ({s['truncated_share']:.0%} of the responses are longer and cut there), "
+        f"precision {s['precision']}; a look every {s['look_every']} events per "
         f"side; {s['texts_cached']} distinct texts cached ({s['texts_encoded_now']} encoded in "
         f"this run, {s['texts_per_second']} texts/s); replay of all streams "
         f"{s['simulate_seconds']} s; {s['machine']}.",

@@ -82,12 +82,14 @@ def calibrate_dense(rows: list[dict[str, Any]], outcomes: list[Outcome]) -> dict
             "dense_aa_alarms": dense_alarms, "permutations": dense_baseline.PERMUTATIONS}
 
 
-def setup(store: CodeStore, settings: EncodeSettings, plan: Plan, seconds: float,
-          ) -> dict[str, Any]:
+def setup(store: CodeStore, settings: EncodeSettings, plan: Plan, streams: list[Stream],
+          seconds: float) -> dict[str, Any]:
     """What the numbers were measured with."""
     return {
         "encoder_id": store.encoder_id, "d_sae": store.d_sae,
         "max_tokens_per_text": settings.max_tokens_per_text, "precision": settings.precision,
+        "truncated_share": round(store.truncated_share([t for s in streams for t in s.texts()]),
+                                 3),
         "look_every": plan.look_every,
         "diff": diff_settings().model_dump(mode="json", exclude={"comparisons"}),
         "plan": dict(vars(plan)),
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     outcomes = evaluate_all(streams, store, labels, plan.look_every)
     rows = [o.as_dict() for o in outcomes]
-    results = {"mode": mode, "setup": setup(store, settings, plan, time.monotonic() - began),
+    results = {"mode": mode, "setup": setup(store, settings, plan, streams, time.monotonic() - began),
                "equivalence": eq, "dense_calibration": calibrate_dense(rows, outcomes),
                "streams": rows}
     write(results, args.out)
