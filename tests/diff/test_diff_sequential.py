@@ -40,3 +40,13 @@ def test_untested_features_carry_no_evidence() -> None:
     log_lam = msprt_log_evidence(np.array([0, 3]), 100, np.array([9, 0]), 100)
     assert log_lam.tolist() == [0.0, 0.0]  # fewer than MIN_EVENTS firings
     assert alarm_threshold(0.01, 1000) == np.log(1000 / 0.01)
+
+
+def test_msprt_matches_the_formula_by_hand() -> None:
+    # 50/1000 vs 150/1000: pooled 0.1, V = 0.1 * 0.9 * (2 / 1000), delta = 0.1, tau = 0.05
+    v, t2, delta = 0.1 * 0.9 * 0.002, 0.05**2, 0.1
+    expected = 0.5 * np.log(v / (v + t2)) + t2 * delta**2 / (2 * v * (v + t2))
+    got = msprt_log_evidence(np.array([50]), 1000, np.array([150]), 1000, tau=0.05)[0]
+    assert got == expected or abs(got - expected) < 1e-9
+    # no difference: evidence below 0 (the mixture pays for its spread)
+    assert msprt_log_evidence(np.array([100]), 1000, np.array([100]), 1000)[0] < 0
