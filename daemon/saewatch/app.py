@@ -209,6 +209,7 @@ class App:
             if time.monotonic() >= next_report:
                 self._publish_report(state)
                 self._report_lag(source)
+                self._report_encoder(encoder)
                 next_report = time.monotonic() + self.settings.diff.interval_s
             if self.max_events is not None and self.handled >= self.max_events:
                 break
@@ -299,6 +300,19 @@ class App:
 
     def _snapshot_written(self, seconds: float) -> None:
         self.metrics.snapshot_written(seconds=seconds)
+
+    def _report_encoder(self, encoder: Encoder | None) -> None:
+        """SAE sanity (FVE, L0 on the first tokens) and GPU memory, when known."""
+        health = getattr(encoder, "health", None)
+        if health is not None and health.fve is not None and health.mean_l0 is not None:
+            self.metrics.set_sae_sanity(health.fve, health.mean_l0)
+        device = getattr(getattr(encoder, "reader", None), "device", None)
+        if device is not None and device.type == "cuda":
+            import torch
+
+            self.metrics.set_gpu_memory(
+                str(device), torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+            )
 
     def _report_model(self, encoder: Encoder) -> None:
         describe = getattr(encoder, "describe", None)
