@@ -2,8 +2,8 @@
 
 Every stream has a baseline and a candidate side that answer *disjoint halves* of a seeded prompt
 selection (two versions never see identical traffic), each side in its own seeded random order.
-Prompt selections and halves come from :mod:`benchmarks.quality.alpaca_codes`, shared with the
-diff tests. Texts are the AlpacaEval responses in ``../shared/data/alpaca_eval/``.
+Halves come from :mod:`benchmarks.quality.alpaca_codes` (shared with the diff tests); prompt
+selections are nested so that the pair and planted streams share encoded texts. Texts are the AlpacaEval responses in ``../shared/data/alpaca_eval/``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from benchmarks.detection.properties import PROPERTIES, PlantedProperty
-from benchmarks.quality.alpaca_codes import halves, selected_instructions
+from benchmarks.quality.alpaca_codes import N_ALPACA, halves
 from saewatch.source.alpaca import read_alpaca
 
 logger = logging.getLogger(__name__)
@@ -49,12 +49,16 @@ class Plan:
     prevalences: tuple[float, ...]
     planted_seeds: tuple[int, ...]
     look_every: int = 10  # events per side between two looks at the report
+    # Pairs use one prompt split; their seeds reorder it (candidate-only models need half the
+    # prompts encoded, which keeps the full run within its CPU budget).
+    pair_split_seed: int = 1
 
     @classmethod
     def full(cls) -> Plan:
         return cls(
-            pair_prompts=400, planted_prompts=804, planted_base="gpt4_1106_preview",
-            aa_models=tuple(sorted({m for p in PAIRS for m in p} - {NULL_MODEL})),
+            pair_prompts=300, planted_prompts=400, planted_base="gpt4_1106_preview",
+            aa_models=("gpt4_1106_preview", "claude-2.1", "Mistral-7B-Instruct-v0.2",
+                       "Snorkel-Mistral-PairRM-DPO"),
             aa_seeds=(1, 2, 3, 4, 5), pairs=PAIRS, pair_seeds=(1, 2, 3),
             properties=tuple(PROPERTIES), prevalences=(0.01, 0.05, 0.20),
             planted_seeds=(1, 2, 3),
@@ -111,8 +115,13 @@ def _side(model: str, prompts: np.ndarray, seed: int, tag: str = "") -> list[Doc
     return [Doc(f"{model}{tag}:{int(prompts[i])}", texts[int(prompts[i])]) for i in order]
 
 
+def selected_prompts(n: int) -> np.ndarray:
+    """The first ``n`` of one seeded order of the AlpacaEval prompts (nested: 300 within 400)."""
+    return np.sort(np.random.default_rng(0).permutation(N_ALPACA)[:n])
+
+
 def _split(n_prompts: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    chosen = selected_instructions(n_prompts)
+    chosen = selected_prompts(n_prompts)
     first, second = halves(len(chosen), seed)
     return chosen[first], chosen[second]
 
@@ -130,8 +139,8 @@ def aa_streams(plan: Plan) -> Iterator[Stream]:
 def pair_streams(plan: Plan) -> Iterator[Stream]:
     """A real version pair: baseline model on one half of the prompts, candidate on the other."""
     for base, cand in plan.pairs:
+        a, b = _split(plan.pair_prompts, plan.pair_split_seed)
         for seed in plan.pair_seeds:
-            a, b = _split(plan.pair_prompts, seed)
             yield Stream("pair", f"{base} → {cand} s{seed}", tuple(_side(base, a, seed)),
                          tuple(_side(cand, b, seed + 1000)),
                          {"baseline": base, "candidate": cand, "seed": seed})
