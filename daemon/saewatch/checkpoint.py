@@ -98,6 +98,7 @@ class Checkpointer:
         self._on_written = on_written
         self._last = time.monotonic()
         self._written = 0
+        self._saved: dict[TopicPartition, int] | None = None
 
     @property
     def written(self) -> int:
@@ -107,7 +108,8 @@ class Checkpointer:
         return time.monotonic() - self._last >= self.interval_s
 
     def maybe_checkpoint(self) -> None:
-        if self.due():
+        """Checkpoint when due and something was handled since the last one (offsets moved)."""
+        if self.due() and self._tracker.offsets() != self._saved:
             self.checkpoint()
 
     def checkpoint(self) -> Path:
@@ -130,6 +132,7 @@ class Checkpointer:
         self._source.flush()
         offsets = self._tracker.offsets()
         path = self._store.save(self._state.snapshot(), offsets)
+        self._saved = offsets
         self._source.commit(offsets)
         self._last = time.monotonic()
         self._written += 1

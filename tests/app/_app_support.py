@@ -59,12 +59,26 @@ def snapshots_of(config: Path) -> SnapshotStore:
     return SnapshotStore(config.parent / f"{config.stem}-snapshots")
 
 
+# Every daemon a test starts; the conftest kills leftovers when the test ends, failed or not.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 def start(command: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
     """``saewatch <command> --config.file config`` in the background, output to ``log``."""
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "saewatch", command, "--config.file", str(config)],
         stdout=log.open("ab"), stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"},
     )
+    STARTED.append(proc)
+    return proc
+
+
+def kill_leftovers() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def handled(store: SnapshotStore, topic: str) -> int:

@@ -3,11 +3,11 @@ tokenizer) and JSONL replays built from the shared AlpacaEval data."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _app_support import TINY_HOOK
+from _app_support import TINY_HOOK, kill_leftovers
 from _encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 
 from saewatch.config import EncodeSettings
@@ -62,3 +62,9 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     tokenizer.save_pretrained(root / "model")
     make_topk_sae(TINY_HIDDEN, 256, 8, TINY_HOOK).save_model(str(root / "sae"))
     return root / "model", root / "sae"
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    yield
+    kill_leftovers()

@@ -159,6 +159,7 @@ class KafkaSource(Source):
             self._consumer.close(autocommit=False)
             raise
         self._dlq = DeadLetterQueue(self._producer, kafka.dlq_topic_name, self.stats)
+        self._load_metadata()
         self._consumer.subscribe(topics=self.topics, listener=_Listener(self))
         logger.info(
             "subscribed to %s as group %s; dead letters go to %s",
@@ -294,6 +295,20 @@ class KafkaSource(Source):
         return out
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _load_metadata(self) -> None:
+        """Fetch the topics' partition metadata before joining the group.
+
+        A group leader whose metadata cache lacks a topic assigns none of its partitions
+        (kafka-python logs "No partition metadata for topic") and, when no metadata change
+        follows, the group keeps that empty assignment: every member idles. Seen on a loaded
+        machine right after a member restarts; loading the metadata first avoids it.
+        """
+        for topic in self.topics:
+            partitions = self._consumer.partitions_for_topic(topic)
+            if not partitions:
+                logger.warning("topic %s has no partitions yet (not created?); waiting for "
+                               "the group to assign them once it exists", topic)
 
     def _validate(
         self, msg: ConsumerRecord, max_chars: int, max_bytes: int
