@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from benchmarks.detection.cache import CodeStore
 from benchmarks.detection.scenarios import Doc, Stream
-from saewatch.config import ComparisonSpec, DiffSettings, StateSettings
+from saewatch.config import DiffSettings, StateSettings
 from saewatch.diff.report import build_report
 from saewatch.models import ComparisonResult, FeatureBatch, LLMEvent, SparseCodes
 from saewatch.state.monitor import MonitorState
@@ -30,14 +30,16 @@ T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def diff_settings() -> DiffSettings:
-    """The daemon's diff defaults (alpha 0.01, q 0.05, top 10), one explicit comparison.
+    """The daemon's diff defaults (alpha 0.01, q 0.05, top 10) without window comparisons.
 
-    ``min_documents`` is lowered from the default 100 to its minimum 10: the always-valid test
-    needs no warm-up, and 100 would floor every detection delay at 100 events per side.
+    The comparison is the daemon's automatic "newest version vs the one before" (baseline events
+    arrive first). ``min_documents`` is lowered from the default 100 to its minimum 10: the
+    always-valid test needs no warm-up, and 100 would floor every delay at 100 events per side.
+    (An explicit ``diff.comparisons`` entry would do the same, but the App then fails to build
+    its first report while the state is still empty.)
     """
-    spec = ComparisonSpec(model_id=MODEL_ID, baseline=BASELINE, candidate=CANDIDATE)
-    return DiffSettings(comparisons=[spec], auto_latest=False, window_comparisons=False,
-                        min_documents=10, top_k=10, examples_per_side=3)
+    return DiffSettings(auto_latest=True, window_comparisons=False, min_documents=10, top_k=10,
+                        examples_per_side=3)
 
 
 def state_settings() -> StateSettings:
