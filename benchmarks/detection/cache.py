@@ -36,15 +36,20 @@ def text_key(text: str) -> str:
 
 
 def encoder_key(encoder: SAEEncoder) -> str:
-    """Folder name: readable encoder id plus a digest of SAE weights and code-changing settings."""
+    """Folder name: model and hook, plus a digest of SAE weights and code-changing settings.
+
+    The SAE's weights, not its directory, identify it: a copy of the same SAE reuses the cache.
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(encoder.sae.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     reader = encoder.reader
-    digest.update(f"{encoder.encoder_id}|{reader.text.max_tokens_per_text}|{encoder.threshold}|"
-                  f"{reader.precision}|{reader.hook.hook_name}".encode())
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.encoder_id)[:60]
+    model = encoder.encoder_id.split("/")[0]
+    digest.update(f"{model}|{reader.text.max_tokens_per_text}|{encoder.threshold}|"
+                  f"{reader.precision}|{reader.hook.hook_name}|{reader.text.use_chat_template}"
+                  .encode())
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}-{reader.hook.hook_name}")[:60]
     return f"{readable}-{digest.hexdigest()[:16]}"
 
 

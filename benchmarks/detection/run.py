@@ -31,7 +31,7 @@ from benchmarks.detection.encoders import EncoderKind, build_encoder, encode_set
 from benchmarks.detection.outcomes import Outcome, evaluate
 from benchmarks.detection.scenarios import Plan, Stream, all_streams, marker_base_rate
 from benchmarks.detection.simulate import diff_settings, stream_events
-from saewatch.config import EncodeSettings
+from saewatch.config import EncodeSettings, SaeRef
 from saewatch.encode.default import cache_dir, default_labels_path
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.labels import load_labels
@@ -50,13 +50,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "docs", help="where results go")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="code cache root (default $SAEWATCH_CACHE_DIR or ~/.cache/saewatch)")
+    p.add_argument("--sae", type=Path, default=None,
+                   help="a sae-lens SAE directory instead of the shipped default")
+    p.add_argument("--encode-only", action="store_true",
+                   help="fill the code cache and stop (warm it while others use the CPU)")
     p.add_argument("--no-kafka", action="store_true", help="skip the Kafka replay of the check")
     return p.parse_args(argv)
 
 
-def labels_of(kind: EncoderKind, encoder: SAEEncoder) -> dict[int, str]:
-    path = default_labels_path()
-    if kind != "default" or not path.is_file():
+def labels_of(kind: EncoderKind, settings: EncodeSettings, encoder: SAEEncoder,
+              ) -> dict[int, str]:
+    path = settings.labels_path or default_labels_path()
+    if kind != "default" or settings.sae is not None or not path.is_file():
         return {}
     return {f.feature: f.label for f in load_labels(path, encoder.d_sae).features if f.label}
 
@@ -131,11 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     kind: EncoderKind = args.encoder or ("tiny" if args.quick else "default")
     plan = Plan.quick() if args.quick else Plan.full()
     settings = encode_settings(kind, args.max_tokens)
+    if args.sae is not None:
+        settings = settings.model_copy(update={"sae": SaeRef(path=args.sae)})
     encoder = build_encoder(kind, settings)
     store = CodeStore(encoder, (args.cache_dir or cache_dir()) / "detection" / encoder_key(encoder))
     streams = all_streams(plan)
     store.ensure([t for s in streams for t in s.texts()])
-    labels = labels_of(kind, encoder)
+    if args.encode_only:
+        return 0
+    labels = labels_of(kind, settings, encoder)
     # The check runs first: if the shortcut were not the daemon, the rest would be void.
     eq_stream = equivalence_stream(streams, EQUIVALENCE_EVENTS[mode])
     eq = equivalence.check(eq_stream.name, stream_events(eq_stream, plan.look_every),
