@@ -38,7 +38,7 @@ from saewatch.encode.labels import load_labels
 
 logger = logging.getLogger("benchmarks.detection.run")
 ROOT = Path(__file__).resolve().parents[2]
-EQUIVALENCE_EVENTS = {"full": 100, "quick": 80}  # events per side of the App/Kafka replay
+EQUIVALENCE_EVENTS = {"full": 60, "quick": 80}  # events per side of the App/Kafka replay
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
