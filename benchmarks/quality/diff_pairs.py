@@ -42,7 +42,7 @@ logger = logging.getLogger("benchmarks.quality.diff_pairs")
 SETTINGS = DiffSettings(min_documents=100, top_k=5, examples_per_side=1)
 AA_SEEDS = range(1, 11)
 LOOK_EVERY = 10
-DENSE_LOOKS = (30, 60, 90, 120, 150)
+DENSE_LOOKS = (20, 40, 60, 80, 100)
 
 
 def counts(c: SparseCodes, d: int, version: str) -> FeatureCounts:
@@ -120,7 +120,7 @@ def aa_calibration(cache: CodesCache, dense: bool) -> dict:
 
 
 def markdown(pairs: list[tuple[ComparisonResult, dict]], aa: dict) -> str:
-    out = ["| pair (baseline → candidate, 150 vs 150 prompts) | verdict | significant (q<0.05) | "
+    out = [f"| pair (baseline → candidate, {pairs[0][0].n_baseline} vs {pairs[0][0].n_candidate} prompts) | verdict | significant (q<0.05) | "
            "drift score | JS | alarm after (events/side) | MMD p (dense) |", "|---|---|---|---|---|---|---|"]
     for r, x in pairs:
         out.append(f"| {r.key.baseline} → {r.key.candidate} | {r.verdict} | {r.n_significant} | "
