@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quality.alpaca_codes import (
+    ENCODE,
     MODELS,
     PAIRS,
     CodesCache,
@@ -30,7 +31,7 @@ from benchmarks.quality.alpaca_codes import (
     selected_instructions,
     subset,
 )
-from saewatch.config import ComparisonSpec, DiffSettings, StateSettings
+from saewatch.config import ComparisonSpec, DiffSettings, SaeRef, StateSettings
 from saewatch.diff.compare import compare
 from saewatch.diff.dense import mmd_test
 from saewatch.diff.report import build_report
@@ -154,13 +155,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--dense", action="store_true", help="also the MMD baseline (2x encoding)")
+    p.add_argument("--sae", type=Path, default=None, help="an SAE directory (default: shipped)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     from saewatch.encode.default import default_labels_path
     from saewatch.encode.labels import load_labels
 
-    cache = CodesCache()
-    labels = {f.feature: f.label for f in load_labels(default_labels_path()).features}
+    settings = ENCODE.model_copy(update={"sae": SaeRef(path=args.sae)}) if args.sae else ENCODE
+    cache = CodesCache(settings)
+    labels_path = (args.sae / "feature_labels.json") if args.sae else default_labels_path()
+    labels = ({f.feature: f.label for f in load_labels(labels_path).features}
+              if labels_path.is_file() else {})
     pairs = [pair_report(cache, labels, a, b, args.dense) for a, b in PAIRS]
     aa = aa_calibration(cache, args.dense)
     if args.json:
