@@ -171,12 +171,13 @@ def run_label_features(
 ) -> dict[str, object]:
     """Label the configured SAE's features from corpus activations; write the labels file.
 
-    ``activations`` is an ``.npz`` cached by ``train-sae`` (same hook); without it, hook
-    activations of ``tokens`` training-corpus tokens are computed first.
+    ``activations`` is an ``.npz`` cached by ``train-sae`` (same hook), of which the first
+    ``tokens`` are used; without it, hook activations of ``tokens`` training-corpus tokens
+    are computed first.
     """
     encoder = SAEEncoder.from_settings(settings)
     if activations is not None:
-        data = ActivationSet.load(activations)
+        data = ActivationSet.load(activations).head(tokens)
     else:
         prompts, responses = training_texts()
         texts = [(p, "prompt") for p in prompts] + [(r, "response") for r in responses]

@@ -55,6 +55,10 @@ class ActivationSet:
             texts=np.asarray(self.texts, dtype=object),
         )
 
+    def head(self, n: int) -> ActivationSet:
+        """The first ``n`` tokens (whole documents before the cut, one partial at most)."""
+        return ActivationSet(self.acts[:n], self.token_ids[:n], self.doc_ids[:n], self.texts)
+
     @classmethod
     def load(cls, path: Path) -> ActivationSet:
         data = np.load(path, allow_pickle=True)
