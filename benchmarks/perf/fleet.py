@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 60.0
 STALLED_AFTER_S = 30.0
 NO_PARTITIONS = "no partitions assigned"  # saewatch.app.Readiness's reason
+SUBSCRIBED = "saewatch.source.kafka subscribed to"  # saewatch.source.kafka's log lines
 
 
 class RoleError(RuntimeError):
@@ -61,6 +62,13 @@ class Process:
     config: Path
     popen: subprocess.Popen[bytes]
     log: Path
+    log_start: int = 0  # where this launch's output begins in the (appended) log
+
+    def subscribed(self) -> bool:
+        """Its consumer is up and has subscribed (so it is waiting for partitions, not loading)."""
+        with self.log.open("rb") as fh:
+            fh.seek(self.log_start)
+            return SUBSCRIBED in fh.read().decode(errors="replace")
 
     @property
     def address(self) -> str:
@@ -84,10 +92,11 @@ class Fleet:
     def wait_ready(self, timeout_s: float) -> float:
         """Wait until every process answers ``/-/ready`` at once; seconds it took.
 
-        A process that is up (model loaded, state restored) but has had no partitions for
-        ``STALLED_AFTER_S`` is restarted: kafka-python sometimes joins the group before it has
-        the topic's metadata, gets nothing assigned ("No partition metadata for topic") and
-        only rejoins at its next metadata refresh, minutes later (dpkp/kafka-python#2377).
+        A process whose consumer has subscribed but has had no partition for
+        ``STALLED_AFTER_S`` is restarted (every member must own one: at most 3 members share 6
+        partitions, and a rebalance takes seconds): kafka-python sometimes joins the group
+        before it has the topic's metadata, gets nothing assigned ("No partition metadata for
+        topic"), and was seen to stay so for more than 5 minutes (dpkp/kafka-python#2377).
         """
         started = time.monotonic()
         stalled_since: dict[str, float] = {}
@@ -100,7 +109,7 @@ class Fleet:
             if time.monotonic() > deadline:
                 raise RoleError(f"not ready within {timeout_s:.0f}s: {reasons}")
             for i, p in enumerate(self.processes):
-                if reasons[p.name] != NO_PARTITIONS:
+                if reasons[p.name] != NO_PARTITIONS or not p.subscribed():
                     stalled_since.pop(p.name, None)
                 elif time.monotonic() - stalled_since.setdefault(p.name, time.monotonic()) \
                         > STALLED_AFTER_S:
@@ -112,10 +121,10 @@ class Fleet:
         logger.warning("%s has had no partitions for %.0fs (no topic metadata at its join): "
                        "restarting it", process.name, STALLED_AFTER_S)
         self.restarts += 1
-        process.popen.send_signal(signal.SIGTERM)
-        process.popen.wait(timeout=STOP_TIMEOUT_S)
+        _terminate(process.popen)
         command = "aggregate" if process.name == "aggregator" else "encode"
         return Process(name=process.name, config=process.config, log=process.log,
+                       log_start=process.log.stat().st_size,
                        popen=_launch(command, process.config, process.log))
 
     def check_alive(self) -> None:
@@ -128,14 +137,9 @@ class Fleet:
         for p in self.processes:
             if p.popen.poll() is None:
                 p.popen.send_signal(signal.SIGTERM)
-        codes = []
-        for p in self.processes:
-            try:
-                codes.append(p.popen.wait(timeout=STOP_TIMEOUT_S))
-            except subprocess.TimeoutExpired:
-                p.popen.kill()
-                codes.append(p.popen.wait())
-        return codes
+        # One SIGTERM only: a daemon restores the default handler once its loop is done, so a
+        # second one would kill it in the middle of its clean shutdown.
+        return [_await_exit(p.popen) for p in self.processes]
 
     @property
     def aggregator_snapshots(self) -> Path:
@@ -144,7 +148,9 @@ class Fleet:
     def _spawn(self, command: str, name: str, cpu_threads: int) -> Process:
         config = write_config(self.topology, self.folder / f"{name}.yaml", cpu_threads)
         log = self.folder / f"{name}.log"
-        return Process(name=name, config=config, popen=_launch(command, config, log), log=log)
+        start = log.stat().st_size if log.exists() else 0
+        return Process(name=name, config=config, popen=_launch(command, config, log), log=log,
+                       log_start=start)
 
 
 def write_config(topology: Topology, path: Path, cpu_threads: int) -> Path:
@@ -182,6 +188,22 @@ def wait_until(condition: Callable[[], bool], fleet: Fleet, timeout_s: float,
 
 def tail(log: Path, chars: int = 3000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+
+
+def _terminate(popen: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (finish the batch, checkpoint), SIGKILL after ``STOP_TIMEOUT_S``; exit code."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+    return _await_exit(popen)
+
+
+def _await_exit(popen: subprocess.Popen[bytes]) -> int:
+    try:
+        return popen.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        logger.warning("pid %d ignored SIGTERM for %.0fs: killing it", popen.pid, STOP_TIMEOUT_S)
+        popen.kill()
+        return popen.wait()
 
 
 def _launch(command: str, config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kafka import KafkaProducer
+
 from benchmarks.perf.aggregator import aggregator_rate
 from benchmarks.perf.fleet import Fleet, RoleError, Topology, committed_total, wait_until
 from benchmarks.perf.streams import (
@@ -112,16 +114,17 @@ def scale_config(
         "replayed_messages_dropped": published - expected,
         "events_counted": counted,
         "exactly_once": True,
+        "restarts_without_partitions": fleet.restarts,
     }, topology.features_topic
 
 
 def one_run(
-    cluster: KafkaCluster, fleet: Fleet, producer: object, events: list[LLMEvent]
+    cluster: KafkaCluster, fleet: Fleet, producer: KafkaProducer, events: list[LLMEvent]
 ) -> tuple[float, float]:
     """Publish ``events``; seconds until encoders committed them and until state holds them."""
     topo = fleet.topology
     started = time.perf_counter()
-    publish(events, producer, topo.events_topic, progress=False)  # type: ignore[arg-type]
+    publish(events, producer, topo.events_topic, progress=False)
     target = sum(cluster.end_offsets(topo.events_topic).values())
     wait_until(lambda: committed_total(cluster, topo.group, topo.events_topic) >= target,
                fleet, RUN_TIMEOUT_S, poll_s=0.2)
