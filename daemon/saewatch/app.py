@@ -167,11 +167,10 @@ class App:
             if self.serve_http:
                 self._start_http(stack, state)
             encoder = self._load_encoder(state)
-            source = stack.enter_context(
-                self._source_factory(lambda t, p: offsets.get((t, p)), self.stop_flag.event)
-            )
-            self.readiness.source = source
             tracker = OffsetTracker(offsets)
+            # Every (re)assignment resumes where the state is now, not where it was at start.
+            source = stack.enter_context(self._source_factory(tracker.next, self.stop_flag.event))
+            self.readiness.source = source
             checkpointer = Checkpointer(
                 state, store, source, tracker, self.settings.state.snapshot_interval_s,
                 on_written=self._snapshot_written,
@@ -197,12 +196,13 @@ class App:
         src = self.settings.source
         next_report = time.monotonic()
         while not self.stop_flag.event.is_set():
-            batch = source.poll_batch(src.batch_size, src.poll_timeout_s)
+            polled = source.poll_batch(src.batch_size, src.poll_timeout_s)
+            batch = tracker.fresh(polled)
             if len(batch):
                 self._handle(batch, encoder, state)
                 tracker.advance_batch(batch)
                 self.handled += len(batch)
-            elif self.stop_when_exhausted and getattr(source, "exhausted", False):
+            elif not len(polled) and self.stop_when_exhausted and getattr(source, "exhausted", False):
                 logger.info("source exhausted")
                 break
             checkpointer.maybe_checkpoint()
@@ -331,17 +331,23 @@ class App:
 
 
 def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]:
-    """Short labels per feature: the configured file, or the default SAE's when it is in use."""
+    """Short labels per feature: the configured file (strict), or the default SAE's labels when
+    the encoder in use is the default SAE (checked by the labels' ``sae_id``)."""
     from saewatch.encode.default import default_labels_path
     from saewatch.encode.labels import load_labels
 
-    path = settings.labels_path
-    if path is None and settings.sae is None:
-        path = default_labels_path()
-    if path is None or not path.exists():
+    d_sae = encoder.d_sae if encoder is not None else None
+    if settings.labels_path is not None:
+        labels = load_labels(settings.labels_path, d_sae)
+    elif settings.sae is None and default_labels_path().exists():
+        labels = load_labels(default_labels_path())
+        if encoder is not None and labels.sae_id not in encoder.encoder_id:
+            logger.warning("the default labels describe %s, not %s: no labels",
+                           labels.sae_id, encoder.encoder_id)
+            return {}
+    else:
         logger.warning("no feature labels (encode.labels_path): diffs show feature ids only")
         return {}
-    labels = load_labels(path, encoder.d_sae if encoder is not None else None)
     return {f.feature: f.label for f in labels.features if f.label}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from saewatch.errors import SaewatchError
-from saewatch.models import SourceBatch
+from saewatch.models import SourceBatch, SourcePosition
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,32 @@ class OffsetTracker:
                 f"{tp[0]}[{tp[1]}]: next offset {next_offset} is behind {self._next[tp]}"
             )
         self._next[tp] = next_offset
+
+    def next(self, topic: str, partition: int) -> int | None:
+        """The next offset to read of a partition (the source's resume callback).
+
+        Called from the Kafka client's IO thread on (re)assignment: a single dict read, atomic
+        in CPython, so no lock against the polling thread's writes.
+        """
+        return self._next.get((topic, partition))
+
+    def fresh(self, batch: SourceBatch) -> SourceBatch:
+        """``batch`` without the records already handled.
+
+        After a rebalance hands a partition back while a batch was in hand, the source seeks to
+        :meth:`next` as it was, and re-delivers what that batch then folded in; those records
+        are dropped here (the offsets, not the ids, are the truth).
+        """
+        def new(position: SourcePosition) -> bool:
+            return position.offset >= self._next.get((position.topic, position.partition), 0)
+
+        records = tuple(r for r in batch.records if new(r.position))
+        invalid = tuple(r for r in batch.invalid if new(r.position))
+        skipped = len(batch) - len(records) - len(invalid)
+        if skipped == 0:
+            return batch
+        logger.info("skipped %d records re-delivered after a rebalance", skipped)
+        return SourceBatch(records=records, invalid=invalid)
 
     def advance_batch(self, batch: SourceBatch) -> None:
         """Record that every record of ``batch`` (valid or invalid) has been handled."""

@@ -21,7 +21,9 @@ def _settings(path: Path, snapshots: Path) -> Settings:
         None,
         source={"kind": "file", "path": path, "batch_size": 8},
         state={"snapshot_dir": snapshots, "snapshot_interval_s": 0.01},
-        diff={"min_documents": 10, "interval_s": 0.01},
+        # A configured comparison is reported (insufficient data) before any event arrives.
+        diff={"min_documents": 10, "interval_s": 0.01,
+              "comparisons": [{"model_id": "bot", "baseline": "v1", "candidate": "v2"}]},
     )
 
 

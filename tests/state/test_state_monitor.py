@@ -161,3 +161,10 @@ def test_a_replayed_event_is_counted_once() -> None:
     restored.restore(state.snapshot())
     restored.update(batch)  # a replay after a restart from the snapshot
     assert restored.version_counts() == state.version_counts()
+
+
+def test_an_empty_state_reports_unknown_keys_not_a_crash() -> None:
+    from saewatch.state.exceptions import UnknownKeyError
+
+    with pytest.raises(UnknownKeyError, match="no documents yet"):
+        MonitorState(SETTINGS).counts("m", "v1", "response")

@@ -36,6 +36,7 @@ from saewatch.state.exceptions import (
     EncoderMismatchError,
     IncompatibleStateError,
     InvalidCodesError,
+    UnknownKeyError,
 )
 from saewatch.state.neighbours import feature_neighbours, top_pairs
 from saewatch.state.retrieval import RetrievalIndex
@@ -176,6 +177,8 @@ class MonitorState(StateComponent):
         self, model_id: str, model_version: str, field: TextField, window: str = "all"
     ) -> FeatureCounts:
         with self._lock:
+            if not self._parts:  # nothing seen yet: no key exists
+                raise UnknownKeyError(f"no documents yet for {model_id}/{model_version}/{field}")
             if window == "all":
                 return self._parts["counts"].counts(model_id, model_version, field)
             return self._parts["windows"].counts(model_id, model_version, field, window)
