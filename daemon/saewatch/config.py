@@ -194,7 +194,9 @@ class DiffSettings(_Section):
     examples_per_side: int = Field(default=2, ge=0, le=10)
     # Exact conditional (Fisher) test when the smallest expected cell is below this; z otherwise.
     exact_below: float = Field(default=10.0, ge=0)
-    msprt_tau: float = Field(default=0.05, gt=0, lt=1)  # mixture s.d. of the frequency change
+    # Mixture s.d. of the frequency change: the size of change the alarm is most sensitive to
+    # (SAE feature frequencies of real version pairs move by 0.1-0.4; docs/BENCHMARKS.md).
+    msprt_tau: float = Field(default=0.2, gt=0, lt=1)
 
 
 class WebSettings(_Section):

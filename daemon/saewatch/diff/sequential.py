@@ -33,7 +33,7 @@ MIN_EVENTS = 10  # firings and non-firings a feature needs before its normal app
 
 
 def msprt_log_evidence(
-    a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, tau: float = 0.05
+    a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, tau: float = 0.2
 ) -> np.ndarray:
     """``log Λ`` per feature (0 where the feature is not tested yet).
 
@@ -64,7 +64,7 @@ def alarm_threshold(alpha: float, n_features: int) -> float:
 
 
 def sequential_alarms(
-    a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, alpha: float, tau: float = 0.05
+    a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, alpha: float, tau: float = 0.2
 ) -> np.ndarray:
     """Boolean mask of the features whose always-valid test has rejected at family level α."""
     return msprt_log_evidence(a, n_a, b, n_b, tau) >= alarm_threshold(alpha, len(a))
