@@ -104,6 +104,7 @@ def watch(app: App, runner: threading.Thread, deadline_s: float) -> ComparisonRe
 
 
 def describe(result: ComparisonResult) -> str:
+    """The verdict and the top features each way, as the demo prints them."""
     lines = [f"drift score {result.drift_score:.2f}, {result.n_significant} significant features"]
     for title, deltas in (("more frequent in v2", result.top_up),
                           ("less frequent in v2", result.top_down)):

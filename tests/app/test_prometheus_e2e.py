@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _app_support import pair_events, serving, start, wait_for
+from _app_support import serving, start, wait_for
 
 from export.prometheus_harness import PrometheusServer, fast_rules, prometheus_binary
 from saewatch.encode.default import default_sae_dir
@@ -25,11 +25,12 @@ ALERT = "SaewatchBehaviouralDrift"
 ALERT_TIMEOUT_S = 420
 
 
-def _aa_events(n: int):
+def _pair(baseline: str, candidate: str, model_id: str, versions: tuple[str, str], n: int):
+    """``baseline`` answers one random half of the prompts, ``candidate`` the other."""
     indices = list(range(805))
     random.Random(5).shuffle(indices)
-    a = load_alpaca("claude-2.1", version="a1", model_id="steady", indices=indices[:n])
-    b = load_alpaca("claude-2.1", version="a2", model_id="steady", indices=indices[n:2 * n],
+    a = load_alpaca(baseline, version=versions[0], model_id=model_id, indices=indices[:n])
+    b = load_alpaca(candidate, version=versions[1], model_id=model_id, indices=indices[n:2 * n],
                     start=a[-1].timestamp)
     return a + b
 
@@ -40,8 +41,10 @@ def test_drift_alert_fires_for_a_drifting_pair_and_not_for_a_a(
     tmp_path: Path, kafka_cluster
 ) -> None:
     topic = kafka_cluster.create_topic(2, prefix="e2e")
-    drifting = pair_events(EVENTS_PER_VERSION)  # model_id "bot": v1 -> v2 (verbose)
-    steady = _aa_events(EVENTS_PER_VERSION)  # model_id "steady": a1 -> a2, same model
+    # A real behaviour change (claude-2.1 asked to be concise), and an A/A pair of one model.
+    drifting = _pair("claude-2.1", "claude-2.1_concise", "bot", ("v1", "v2"), EVENTS_PER_VERSION)
+    steady = _pair("gpt4_1106_preview", "gpt4_1106_preview", "steady", ("a1", "a2"),
+                   EVENTS_PER_VERSION)
     # Interleave the two applications, each in its own time order, as a shared topic would.
     messages = [(e.event_id.encode(), e.model_dump_json().encode())
                 for pair in zip(drifting, steady, strict=True) for e in pair]

@@ -91,9 +91,11 @@ def configure_replay(parser: argparse.ArgumentParser) -> None:
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
     _web_flag(parser)
-    parser.add_argument("--baseline", default="gpt4_1106_preview",
+    # claude-2.1 and its "be concise" variant: a real behaviour change that shows in the first
+    # tokens (gpt4_1106_preview's verbose variant differs mostly after them).
+    parser.add_argument("--baseline", default="claude-2.1",
                         help="AlpacaEval model answering as v1")
-    parser.add_argument("--candidate", default="gpt4_1106_preview_verbose",
+    parser.add_argument("--candidate", default="claude-2.1_concise",
                         help="AlpacaEval model answering as v2")
     parser.add_argument("--events", type=int, default=300,
                         help="events per version (at most 402: each answers half the prompts)")
