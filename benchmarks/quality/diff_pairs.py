@@ -79,8 +79,11 @@ def pair_report(cache: CodesCache, labels: dict[int, str], baseline: str,
     first, second = halves(len(chosen), 0)
     state = MonitorState(StateSettings(retrieval_capacity=1_000))
     parts = {}
+    # One encoder id for both sides: cache files written by different runs of the same SAE
+    # (e.g. before and after it shipped) carry different directory names in their ids.
+    encoder_id = cache.codes(baseline, chosen)[1]
     for model, rows in ((baseline, first), (candidate, second)):
-        c, encoder_id, d = cache.codes(model, chosen)
+        c, _, d = cache.codes(model, chosen)
         texts = load_alpaca(model)
         parts[model] = subset(c, rows)
         state.update(as_batch(parts[model], model, model, chosen[rows].tolist(), encoder_id, d,
