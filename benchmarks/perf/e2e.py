@@ -18,7 +18,7 @@ Kafka, state, diffs and snapshots cost nothing on top of encoding).
 
 Run::
 
-    python -m benchmarks.perf.e2e                       # default model + shipped SAE, N=96
+    python -m benchmarks.perf.e2e                       # default model + shipped SAE, N=64
     python -m benchmarks.perf.e2e --quick               # tiny random model: a smoke run
     python -m benchmarks.perf.e2e --sae /path/to/sae --events 200 --runs 7 --json out.json
 """
@@ -252,10 +252,10 @@ def summarize(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--events", type=int, default=96, help="AlpacaEval events produced (N)")
+    p.add_argument("--events", type=int, default=64, help="AlpacaEval events produced (N)")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--partitions", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=64, help="source.batch_size (events)")
+    p.add_argument("--batch-size", type=int, default=32, help="source.batch_size (events)")
     p.add_argument("--max-tokens-per-text", type=int, default=256)
     p.add_argument("--max-tokens-per-batch", type=int, default=8192)
     p.add_argument("--model", default=None, help="model directory (default: offline default)")

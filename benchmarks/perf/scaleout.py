@@ -184,7 +184,7 @@ def measure(args: argparse.Namespace, encode: EncodeSettings, root: Path) -> dic
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--events", type=int, default=48, help="events published per run (N)")
+    p.add_argument("--events", type=int, default=32, help="events published per run (N)")
     p.add_argument("--runs", type=int, default=3, help="runs per configuration")
     p.add_argument("--encoders", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--partitions", type=int, default=6)
