@@ -94,8 +94,10 @@ def preamble(results: dict[str, Any]) -> list[str]:
         f"Encoder `{s['encoder_id']}` (d_sae {s['d_sae']}), {s['max_tokens_per_text']} tokens "
         f"per response ({s['truncated_share']:.0%} of the responses are longer and cut there), "
         f"precision {s['precision']}; a look every {s['look_every']} events per "
-        f"side; {s['texts_cached']} distinct texts cached ({s['texts_encoded_now']} encoded in "
-        f"this run, {s['texts_per_second']} texts/s); replay of all streams "
+        f"side; {s['texts_cached']} distinct texts cached ("
+        + (f"{s['texts_encoded_now']} encoded in this run, {s['texts_per_second']} texts/s"
+           if s["texts_per_second"] else "all read from the cache")
+        + f"); replay of all streams "
         f"{s['simulate_seconds']} s; {s['machine']}.",
         "",
         f"Equivalence check ({eq['scenario']}, {eq['events']} events): App over "
