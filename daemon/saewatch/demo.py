@@ -77,8 +77,12 @@ def publish_demo(settings: Settings, events: list[LLMEvent], use_kafka: bool) ->
         path.write_text("".join(e.model_dump_json() + "\n" for e in events))
         logger.info("wrote %d events to %s", len(events), path)
         return
+    from saewatch.source.admin import ensure_topics
     from saewatch.source.producer import connect_producer, publish
 
+    # Created up front: auto-creation on first use logs "topic not found" errors.
+    kafka = settings.kafka
+    ensure_topics(kafka, {kafka.topic: 1, kafka.dlq_topic_name: 1})
     producer = connect_producer(settings.kafka, timeout_s=60)
     try:
         publish(events, producer, settings.kafka.topic, key_by="event_id", total=len(events))
@@ -86,8 +90,10 @@ def publish_demo(settings: Settings, events: list[LLMEvent], use_kafka: bool) ->
         producer.close()
 
 
-def watch(app: App, runner: threading.Thread, deadline_s: float) -> ComparisonResult | None:
-    """Wait for the configured comparison to reach a verdict; return it (None on timeout)."""
+def watch(app: App, runner: threading.Thread, deadline_s: float,
+          total: int) -> ComparisonResult | None:
+    """Wait for the configured comparison's verdict: ``drift``, or whatever it is once all
+    ``total`` events were handled; ``None`` when the deadline passes first."""
     started = time.monotonic()
     while runner.is_alive() and time.monotonic() - started < deadline_s:
         time.sleep(WATCH_INTERVAL_S)
@@ -98,7 +104,8 @@ def watch(app: App, runner: threading.Thread, deadline_s: float) -> ComparisonRe
             if result.key.kind == "versions" and result.key.candidate == "v2":
                 _say(f"[{time.monotonic() - started:5.0f}s] {result.n_baseline} baseline / "
                      f"{result.n_candidate} candidate responses: {result.verdict}")
-                if result.verdict == "drift":
+                done = app.handled >= total and result.verdict != "insufficient_data"
+                if result.verdict == "drift" or done:
                     return result
     return None
 
@@ -143,13 +150,16 @@ def run_demo(
     url = f"http://{settings.web.listen_address}"
     _say(f"report page: {url}/   metrics: {url}/metrics   (model loading...)")
     try:
-        result = watch(app, runner, timeout_s)
+        result = watch(app, runner, timeout_s, len(events))
         if result is None:
             _say("no drift verdict yet; see the report page")
             return 1 if exit_after_verdict else _serve(app, runner, url)
         _say(describe(result))
         _say(f"\nreport page: {url}/\nmetrics:     {url}/metrics")
         return 0 if exit_after_verdict else _serve(app, runner, url)
+    except KeyboardInterrupt:
+        _say("stopping (forced checkpoint)...")
+        return 0
     finally:
         app.stop()
         runner.join(timeout=120)

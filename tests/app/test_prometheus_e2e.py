@@ -36,6 +36,7 @@ def _pair(baseline: str, candidate: str, model_id: str, versions: tuple[str, str
     return a + b
 
 
+@pytest.mark.timeout(ALERT_TIMEOUT_S + 300)
 @pytest.mark.skipif(prometheus_binary() is None, reason="prometheus not installed (make system-deps)")
 @pytest.mark.skipif(not (default_sae_dir() / "cfg.json").is_file(), reason="no default SAE")
 def test_drift_alert_fires_for_a_drifting_pair_and_not_for_a_a(
