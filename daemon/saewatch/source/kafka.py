@@ -73,6 +73,10 @@ def _validate_event(
     return validate(raw, position, max_chars=max_chars, max_bytes=max_bytes, key=key)
 
 
+# A member left without partitions this long rejoins its group (see _rejoin_if_stalled). Long
+# enough for a normal rebalance (bounded by the session timeout, default 45 s) to finish.
+STALL_REJOIN_S = 60.0
+
 # A failed commit is retried this many times in the same call before it is left to the next one.
 COMMIT_ATTEMPTS = 3
 
@@ -159,6 +163,7 @@ class KafkaSource(Source):
             self._consumer.close(autocommit=False)
             raise
         self._dlq = DeadLetterQueue(self._producer, kafka.dlq_topic_name, self.stats)
+        self._idle_since: float | None = None
         self._load_metadata()
         self._consumer.subscribe(topics=self.topics, listener=_Listener(self))
         logger.info(
@@ -177,6 +182,7 @@ class KafkaSource(Source):
         :meth:`commit`). An empty batch means nothing arrived in time (or the broker is away).
         """
         self._check_open()
+        self._rejoin_if_stalled()
         polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         records: list[Record] = []
         invalid: list[InvalidRecord] = []
@@ -295,6 +301,32 @@ class KafkaSource(Source):
         return out
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _rejoin_if_stalled(self) -> None:
+        """Leave and rejoin the group after ``STALL_REJOIN_S`` without any partition.
+
+        kafka-python 3.0 can end a rebalance with nothing assigned to anyone (an assignment
+        computed without topic metadata, or revoked right after it was given) and not rebalance
+        again; the member then idles for good. A fresh join makes the group assign again. With
+        more members than partitions an idle member is normal: it rejoins at most once per
+        interval, which costs one rebalance.
+        """
+        now = time.monotonic()
+        with self._lock:
+            idle = not self._assigned
+        if not idle:
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= STALL_REJOIN_S:
+            logger.warning("no partitions for %.0fs: leaving and rejoining group %s",
+                           now - self._idle_since, self.settings.kafka.group_id)
+            self._consumer.unsubscribe()
+            self._load_metadata()
+            self._consumer.subscribe(topics=self.topics, listener=_Listener(self))
+            self._idle_since = now
+            self.stats.rebalances += 1
 
     def _load_metadata(self) -> None:
         """Fetch the topics' partition metadata before joining the group.
