@@ -148,7 +148,7 @@ class App:
         self.role = role
         self.handled = 0
         self.state: MonitorState | None = None
-        self._encoder_factory = encoder_factory or _default_encoder(settings)
+        self._encoder_factory = encoder_factory or default_encoder(settings)
         self._source_factory = source_factory or _default_source(settings, role)
         self._labels: Mapping[int, str] = {}
 
@@ -351,7 +351,7 @@ def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]
     return {f.feature: f.label for f in labels.features if f.label}
 
 
-def _default_encoder(settings: Settings) -> Callable[[], Encoder]:
+def default_encoder(settings: Settings) -> Callable[[], Encoder]:
     def build() -> Encoder:
         from saewatch.encode.encoder import SAEEncoder
 

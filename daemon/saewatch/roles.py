@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from saewatch.app import Readiness, SourceFactory, StopFlag
+from saewatch.app import Readiness, SourceFactory, StopFlag, default_encoder
 from saewatch.checkpoint import OffsetTracker
 from saewatch.codec import encode_messages
 from saewatch.config import Settings
@@ -76,7 +76,7 @@ class EncodeWorker:
         self.max_events = max_events
         self.handled = 0
         self.published = 0
-        self._encoder_factory = encoder_factory or _default_encoder(settings)
+        self._encoder_factory = encoder_factory or default_encoder(settings)
         self._source_factory = source_factory or _default_source(settings)
         self._producer_factory = producer_factory or _default_producer(settings)
 
@@ -147,15 +147,6 @@ class EncodeWorker:
 
 def _no_resume(topic: str, partition: int) -> int | None:
     return None  # stateless: the group's committed offsets are the truth
-
-
-def _default_encoder(settings: Settings) -> Callable[[], Encoder]:
-    def build() -> Encoder:
-        from saewatch.encode.encoder import SAEEncoder
-
-        return SAEEncoder.from_settings(settings.encode)
-
-    return build
 
 
 def _default_source(settings: Settings) -> SourceFactory:
