@@ -15,7 +15,6 @@ import pytest
 from export.drift_reports import BASELINE, CANDIDATE, DOWN, UP
 from export.export_harness import Exporter
 
-
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
