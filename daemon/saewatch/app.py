@@ -28,7 +28,7 @@ from saewatch.encode.base import Encoder
 from saewatch.errors import ConfigError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
-from saewatch.models import FeatureBatch, SourceBatch
+from saewatch.models import TEXT_FIELDS, FeatureBatch, SourceBatch
 from saewatch.source.base import ResumeOffset, Source
 from saewatch.state.monitor import MonitorState
 from saewatch.state.snapshot import SnapshotStore
@@ -215,32 +215,15 @@ class App:
                 break
 
     def _handle(self, batch: SourceBatch, encoder: Encoder | None, state: MonitorState) -> None:
-        m = self.metrics
-        m.events_consumed.inc(len(batch))
-        for bad in batch.invalid:
-            m.events_invalid.labels(reason=bad.reason).inc()
-        for record in batch.records:
-            for name in record.truncated_fields:
-                m.texts_truncated.labels(field=name).inc()
+        count_polled(self.metrics, batch)
         if not batch.records:
             return
         if encoder is None:
             codes = FeatureBatch.concat([r.codes for r in batch.records if r.codes is not None])
         else:
-            started = time.monotonic()
-            codes = encoder.encode([r.event for r in batch.records])
-            m.encode_duration.observe(time.monotonic() - started)
-            m.encode_batch_size.observe(len(codes))
-            self._count_tokens(codes)
+            codes = encode_timed(encoder, batch, self.metrics)
         state.update(codes)
-        m.events_processed.inc(len(codes))
-
-    def _count_tokens(self, codes: FeatureBatch) -> None:
-        for name in ("prompt", "response"):
-            field_codes = codes.codes(name)
-            self.metrics.texts_processed.labels(field=name).inc(len(field_codes))
-            self.metrics.tokens_processed.labels(field=name).inc(int(field_codes.n_tokens.sum()))
-            self.metrics.texts_truncated.labels(field=name).inc(int(field_codes.truncated.sum()))
+        self.metrics.events_processed.inc(len(codes))
 
     # --- pieces ------------------------------------------------------------------------------
 
@@ -328,6 +311,27 @@ class App:
             self.settings.web, self.registry, self.reports, state=state, readiness=self.readiness
         )
         stack.enter_context(server)
+
+
+def count_polled(metrics: PipelineMetrics, batch: SourceBatch) -> None:
+    """Records read, invalid ones by reason, texts cut to ``source.max_chars``."""
+    metrics.events_consumed.inc(len(batch))
+    for bad in batch.invalid:
+        metrics.events_invalid.labels(reason=bad.reason).inc()
+    for record in batch.records:
+        for name in record.truncated_fields:
+            metrics.texts_truncated.labels(field=name).inc()
+
+
+def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics) -> FeatureBatch:
+    """Encode the batch's valid events, recording duration, size, tokens and token-budget cuts."""
+    started = time.monotonic()
+    codes = encoder.encode([r.event for r in batch.records])
+    tokens = {name: int(codes.codes(name).n_tokens.sum()) for name in TEXT_FIELDS}
+    metrics.observe_encode(tokens, len(codes), time.monotonic() - started)
+    for name in TEXT_FIELDS:
+        metrics.texts_truncated.labels(field=name).inc(int(codes.codes(name).truncated.sum()))
+    return codes
 
 
 def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]:

@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from saewatch.app import Readiness, SourceFactory, StopFlag, default_encoder
+from saewatch.app import (
+    Readiness,
+    SourceFactory,
+    StopFlag,
+    count_polled,
+    default_encoder,
+    encode_timed,
+)
 from saewatch.checkpoint import OffsetTracker
 from saewatch.codec import encode_messages
 from saewatch.config import Settings
@@ -114,16 +120,10 @@ class EncodeWorker:
                 break
 
     def _publish(self, batch: SourceBatch, encoder: Encoder, producer: KafkaProducer) -> None:
-        m = self.metrics
-        m.events_consumed.inc(len(batch))
-        for bad in batch.invalid:
-            m.events_invalid.labels(reason=bad.reason).inc()
+        count_polled(self.metrics, batch)
         if not batch.records:
             return
-        started = time.monotonic()
-        codes = encoder.encode([r.event for r in batch.records])
-        m.encode_duration.observe(time.monotonic() - started)
-        m.encode_batch_size.observe(len(codes))
+        codes = encode_timed(encoder, batch, self.metrics)
         topic = self.settings.kafka.features_topic
         futures = [producer.send(topic, key=k, value=v) for k, v in encode_messages(codes)]
         producer.flush(timeout=PUBLISH_TIMEOUT_S)
@@ -134,7 +134,7 @@ class EncodeWorker:
                     "nothing was committed, the batch is re-encoded after a restart"
                 )
         self.published += len(futures)
-        m.events_processed.inc(len(codes))
+        self.metrics.events_processed.inc(len(codes))
 
     def _start_http(self, stack: ExitStack) -> None:
         from saewatch.export.http import ExporterServer
