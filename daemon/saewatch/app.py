@@ -298,9 +298,11 @@ class App:
             )
 
     def _report_model(self, encoder: Encoder) -> None:
-        describe = getattr(encoder, "describe", None)
-        if describe is not None:
-            self.metrics.set_model(**describe())
+        """``saewatch_model_info``: the encoder id reads ``model/hook/sae[/threshold=t]``."""
+        model, hook, sae = ([*encoder.encoder_id.split("/", 2), "", ""])[:3]
+        device = getattr(getattr(encoder, "reader", None), "device", "unknown")
+        self.metrics.set_model(model=model, sae=sae, hook=hook, device=str(device),
+                               d_sae=encoder.d_sae, encoder_id=encoder.encoder_id)
 
     def _start_http(self, stack: ExitStack, state: MonitorState) -> None:
         from saewatch.export.collector import DriftReportCollector

@@ -72,3 +72,16 @@ def test_restart_resumes_after_the_snapshot_without_double_counting(
     second.run()
     assert _documents(second) == {"v1": 20, "v2": 20}
     assert second.handled == 43 - stopped_at
+
+
+def test_the_encoder_in_use_is_published_as_model_info(
+    tmp_path: Path, tiny_encoder_factory: Callable[[], SAEEncoder], replay_file
+) -> None:
+    registry = CollectorRegistry()
+    app = App(_settings(replay_file(pair_events(2), []), tmp_path / "snap"),
+              encoder_factory=tiny_encoder_factory, registry=registry, serve_http=False)
+    app.run()
+    labels = {"model": "tiny", "hook": "blocks.1.hook_resid_post", "sae": "random-topk",
+              "device": "cpu", "d_sae": "256", "encoder_id": "tiny/blocks.1.hook_resid_post/random-topk"}
+    assert registry.get_sample_value("saewatch_model_info", labels) == 1.0
+    assert registry.get_sample_value("saewatch_sae_latents") == 256
