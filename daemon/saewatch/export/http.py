@@ -326,6 +326,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, send_body: bool) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         name, response = self.exporter.dispatch(self.path, headers)
+        # Counted before the reply goes out: a client that reads /metrics right after its
+        # response must see its own request (counting afterwards raced the next scrape).
+        self.exporter.count(name, response.status)
         body = response.body
         extra = dict(response.headers)
         if len(body) >= MIN_GZIP_BYTES and "gzip" in headers.get("accept-encoding", ""):
@@ -342,7 +345,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if send_body:
             self.wfile.write(body)
-        self.exporter.count(name, response.status)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         logger.debug("%s %s", self.address_string(), format % args)
