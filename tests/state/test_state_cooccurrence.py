@@ -109,3 +109,25 @@ def test_merge_with_different_tracked_sets_adds_counts_and_exposures() -> None:
     assert a._e["response"][slot0, slot1] == 12
     assert a._e["response"][slot0, slot0] == 12 + 11  # 0 was tracked on both sides
     assert a.npmi("response", 0, 1) > 0.9
+
+
+def test_counts_equal_a_brute_force_count_for_every_pair_in_both_orders() -> None:
+    """Within a field only one triangle is accumulated per batch; queries see the full matrix."""
+    rng = np.random.default_rng(5)
+    d = 16
+    rows = [sorted(rng.choice(d, rng.integers(0, 6), replace=False).tolist()) for _ in range(400)]
+    prompts = [sorted(rng.choice(d, rng.integers(0, 4), replace=False).tolist()) for _ in range(400)]
+    co = CooccurrenceCounter(d_sae=d, top_n=d)
+    for i in range(0, 400, 100):  # several batches, so accumulation across batches is checked
+        co.update(make_batch(rows[i:i + 100], d, prompt_rows=prompts[i:i + 100], start=i))
+    r = np.zeros((400, d), dtype=np.int64)
+    p = np.zeros((400, d), dtype=np.int64)
+    for j, (rr, pp) in enumerate(zip(rows, prompts, strict=True)):
+        r[j, rr], p[j, pp] = 1, 1
+    within, cross = r.T @ r, p.T @ r
+    for a in range(d):
+        for b in range(d):
+            assert co.pair_count("response", a, b) == within[a, b]
+        got = {f: c for f, _, c in co.cross_neighbours("prompt", a, min_count=1)}
+        want = {f: int(cross[a, f]) for f in range(d) if cross[a, f] >= 1}
+        assert got == want

@@ -74,9 +74,10 @@ class CooccurrenceCounter(StateComponent):
         self._e: dict[str, np.ndarray] = {
             f: np.zeros((n, n), dtype=np.int64) for f in (*TEXT_FIELDS, "cross")}
         self._meta = MetadataTable(metadata_values_max, n)
-        # Per-batch work is one in-place BLAS product per matrix: co-firings accumulate in float32
-        # (exact below 2**24 per entry, flushed long before) and the exposure increment, the same
-        # for every tracked pair, is kept as one number until a query, refresh or snapshot.
+        # Per-batch work is one in-place BLAS product per matrix (ssyrk within a field, sgemm
+        # across): co-firings accumulate in float32 (exact below 2**24 per entry, flushed long
+        # before) and the exposure increment, the same for every tracked pair, is kept as one
+        # number until a query, refresh or snapshot.
         self._acc: dict[str, np.ndarray] = {
             f: np.zeros((n, n), dtype=np.float32, order="F") for f in self._c}
         self._acc_docs = 0
@@ -87,6 +88,8 @@ class CooccurrenceCounter(StateComponent):
         if self._pending == 0:
             return
         for name, acc in self._acc.items():
+            if name != "cross":  # within a field only the upper triangle was accumulated
+                acc += np.triu(acc, 1).T
             self._c[name] += np.rint(acc).astype(np.int64)
             acc[:] = 0.0
             self._e[name] += self._pending
@@ -107,9 +110,9 @@ class CooccurrenceCounter(StateComponent):
             self.refresh()
         onehot: dict[str, np.ndarray] = {
             f: self._onehot(batch, f, lengths[f]) for f in TEXT_FIELDS}
-        for name, (a, b) in (("prompt", ("prompt", "prompt")), ("response", ("response",
-                             "response")), ("cross", ("prompt", "response"))):
-            _accumulate(self._acc[name], onehot[a], onehot[b])
+        for f in TEXT_FIELDS:
+            _accumulate_symmetric(self._acc[f], onehot[f])
+        _accumulate(self._acc["cross"], onehot["prompt"], onehot["response"])
         self._pending += n
         self._acc_docs += n
         if self._acc_docs >= FLUSH_DOCS:
@@ -326,4 +329,14 @@ def _accumulate(acc: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     """
     out = blas.sgemm(1.0, a.T, b.T, beta=1.0, c=acc, trans_b=1, overwrite_c=1)
     if out is not acc and not np.shares_memory(out, acc):  # BLAS had to copy: keep the result
+        acc[:] = out
+
+
+def _accumulate_symmetric(acc: np.ndarray, a: np.ndarray) -> None:
+    """The upper triangle of ``acc += a.T @ a`` in place (BLAS ssyrk: half of sgemm's work).
+
+    The lower triangle is left untouched (zero); :meth:`CooccurrenceCounter._flush` mirrors it.
+    """
+    out = blas.ssyrk(1.0, a.T, beta=1.0, c=acc, trans=0, lower=0, overwrite_c=1)
+    if out is not acc and not np.shares_memory(out, acc):
         acc[:] = out
