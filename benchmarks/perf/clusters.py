@@ -193,7 +193,7 @@ def main() -> None:
     p.add_argument("--codes", type=Path, default=None)
     p.add_argument("--n", type=int, default=6000)
     p.add_argument("--k", type=int, default=8)
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5)
     p.add_argument("--raw-limit", type=int, default=600)
     args = p.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})

@@ -26,10 +26,7 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -38,16 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.perf.streams import (
-    build_tiny_model,
     describe_encoder,
-    encode_settings,
-    exit_on_sigterm,
     kafka_broker,
     loadavg,
     machine,
     median,
     pair_events,
     rate,
+    run_measurement,
     text_lengths,
 )
 from saewatch.app import App
@@ -271,24 +266,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    exit_on_sigterm()
-    with tempfile.TemporaryDirectory(prefix="saewatch-bench-e2e-") as tmp:
-        root = Path(tmp)
-        model, sae = (args.model, args.sae)
-        if args.quick and model is None and sae is None:
-            model_dir, sae = build_tiny_model(root / "tiny")
-            model = str(model_dir)
-        encode = encode_settings(model, sae, args.max_tokens_per_text, args.max_tokens_per_batch)
-        result = measure(args, encode, root)
-    result["quick"] = args.quick
-    text = json.dumps(result, indent=2)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 0
+    return run_measurement(parse_args(argv), measure, "saewatch-bench-e2e-")
 
 
 if __name__ == "__main__":

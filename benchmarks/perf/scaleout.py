@@ -23,11 +23,8 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,15 +33,13 @@ from kafka import KafkaProducer
 from benchmarks.perf.aggregator import aggregator_rate
 from benchmarks.perf.fleet import Fleet, RoleError, Topology, committed_total, wait_until
 from benchmarks.perf.streams import (
-    build_tiny_model,
-    encode_settings,
-    exit_on_sigterm,
     kafka_broker,
     loadavg,
     machine,
     median,
     pair_events,
     rate,
+    run_measurement,
 )
 from saewatch.config import EncodeSettings, KafkaSettings, StateSettings
 from saewatch.models import LLMEvent
@@ -185,7 +180,7 @@ def measure(args: argparse.Namespace, encode: EncodeSettings, root: Path) -> dic
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=32, help="events published per run (N)")
-    p.add_argument("--runs", type=int, default=3, help="runs per configuration")
+    p.add_argument("--runs", type=int, default=5, help="runs per configuration")
     p.add_argument("--encoders", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--features-partitions", type=int, default=3)
@@ -209,24 +204,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    exit_on_sigterm()
-    with tempfile.TemporaryDirectory(prefix="saewatch-bench-scale-") as tmp:
-        root = Path(tmp)
-        model, sae = args.model, args.sae
-        if args.quick and model is None and sae is None:
-            model_dir, sae = build_tiny_model(root / "tiny")
-            model = str(model_dir)
-        encode = encode_settings(model, sae, args.max_tokens_per_text, args.max_tokens_per_batch)
-        result = measure(args, encode, root)
-    result["quick"] = args.quick
-    text = json.dumps(result, indent=2)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    return 0
+    return run_measurement(parse_args(argv), measure, "saewatch-bench-scale-")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ variant as ``v2`` on odd prompts (the demo's pair), so codes have their real den
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
 import platform
@@ -16,7 +18,7 @@ import signal
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,3 +192,31 @@ def median(values: Sequence[float]) -> float:
 def rate(events: int, seconds: float) -> float:
     """Events per second, rounded for reports."""
     return round(events / seconds, 2) if seconds > 0 else float("nan")
+
+
+def run_measurement(
+    args: argparse.Namespace,
+    measure: Callable[[argparse.Namespace, EncodeSettings, Path], dict[str, object]],
+    prefix: str,
+) -> int:
+    """The shared ``main`` of the Kafka benchmarks: set up, measure, print and save the JSON.
+
+    ``--quick`` without ``--model``/``--sae`` builds the tiny random model in the scratch folder.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    exit_on_sigterm()
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp)
+        model, sae = args.model, args.sae
+        if args.quick and model is None and sae is None:
+            model_dir, sae = build_tiny_model(root / "tiny")
+            model = str(model_dir)
+        encode = encode_settings(model, sae, args.max_tokens_per_text, args.max_tokens_per_batch)
+        result = measure(args, encode, root)
+    result["quick"] = args.quick
+    text = json.dumps(result, indent=2)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+    return 0
