@@ -51,7 +51,7 @@ class Bench:
 BENCHES = (
     Bench("encoder", (), ("--events", "8", "--runs", "1", "--max-tokens-per-text", "32",
                           "--batch-tokens", "512"), "--output", model_bound=True),
-    Bench("aggregate", (), ("--runs", "1", "--warmup", "2560", "--events", "2560",
+    Bench("aggregate", (), ("--runs", "1", "--warmup", "2560", "--events", "2560", "--also-batches",
                             "--memory-events", "25600", "51200"), "--json"),
     Bench("clusters", (), ("--n", "2400", "--runs", "1", "--raw-limit", "100"), None),
     Bench("e2e", (), ("--quick",), "--json", model_bound=True),

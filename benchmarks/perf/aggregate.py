@@ -9,7 +9,8 @@ realistic density. Every timing is the median of ``--runs`` runs after a warm-up
 Sections:
 
 * ``throughput``: ``MonitorState.update`` events/s after ``--warmup`` events, and each
-  component's share (µs per event, measured on its own on the same batches);
+  component's share (µs per event, measured on its own on the same batches); repeated with
+  the batch sizes of ``--also-batches`` (``throughput_by_batch``: per-batch overhead);
 * ``memory``: peak RSS of a fresh process after feeding N events (flat once the retrieval ring
   is full; everything else is bounded by d_sae, keys and windows);
 * ``diff``: ``compare`` time per comparison for d_sae 16,384 and 65,536.
@@ -220,6 +221,8 @@ def main() -> None:
     p.add_argument("--d-sae", type=int, default=4096)
     p.add_argument("--nnz", type=int, default=128)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--also-batches", type=int, nargs="*", default=[64],
+                   help="further batch sizes for the throughput section (the source's default 64)")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=12_800)
     p.add_argument("--events", type=int, default=12_800)
@@ -240,6 +243,10 @@ def main() -> None:
     for name in args.sections:
         logging.getLogger().info("running %s", name)
         result[name] = sections[name](args)
+    if "throughput" in args.sections:  # the same stream cut into other batch sizes
+        result["throughput_by_batch"] = {args.batch: result["throughput"]["events_per_s"]} | {
+            b: throughput(argparse.Namespace(**(vars(args) | {"batch": b})))["events_per_s"]
+            for b in args.also_batches}
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text)
