@@ -89,11 +89,12 @@ def test_aa_stream_looked_at_every_ten_events_never_alarms(codes: dict) -> None:
 # The always-valid alarm (Bonferroni over 4,096 features, valid under continuous monitoring) needs
 # more than 100 events per side for the DPO fine-tune's subtler shift; BH finds it at once.
 ALARM_EXPECTED = {PAIRS[0]: True, PAIRS[1]: True, PAIRS[2]: False}
-# Measured: on the first 128 tokens (the cache's encode setting) gpt4 and its verbose variant have
-# indistinguishable firing profiles (0 features at q < 0.05); verbose answers differ later on.
+# Measured (benchmarks/quality/pair_statistics.py, docs/BENCHMARKS.md): no per-document statistic
+# of the shipped SAE separates gpt4 from its verbose variant, at 128 or 256 tokens or on whole
+# answers, with up to 402 answers per side. Strict, so an SAE that does separate them is noticed.
 PAIR_PARAMS = [pytest.param(*PAIRS[0], marks=pytest.mark.xfail(
-    reason="indistinguishable on the first 128 tokens; needs max_tokens_per_text=256", strict=True)),
-    *PAIRS[1:]]
+    reason="not separable by this SAE at these sample sizes (measured, see docs/BENCHMARKS.md)",
+    strict=True)), *PAIRS[1:]]
 
 
 @pytest.mark.parametrize(("baseline", "candidate"), PAIR_PARAMS)
