@@ -162,8 +162,8 @@ def _pipeline_panels() -> list[Panel]:
                     "errors {{stage}}",
                 ),
                 target(
-                    "sum by (field) (rate(saewatch_texts_truncated_total[5m]))",
-                    "truncated {{field}}",
+                    "sum by (field, limit) (rate(saewatch_texts_truncated_total[5m]))",
+                    "truncated {{field}} ({{limit}})",
                     "B",
                 ),
             ],

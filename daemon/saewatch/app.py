@@ -322,7 +322,7 @@ def count_polled(metrics: PipelineMetrics, batch: SourceBatch) -> None:
         metrics.events_invalid.labels(reason=bad.reason).inc()
     for record in batch.records:
         for name in record.truncated_fields:
-            metrics.texts_truncated.labels(field=name).inc()
+            metrics.texts_truncated.labels(field=name, limit="chars").inc()
 
 
 def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics) -> FeatureBatch:
@@ -332,7 +332,8 @@ def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics)
     tokens = {name: int(codes.codes(name).n_tokens.sum()) for name in TEXT_FIELDS}
     metrics.observe_encode(tokens, len(codes), time.monotonic() - started)
     for name in TEXT_FIELDS:
-        metrics.texts_truncated.labels(field=name).inc(int(codes.codes(name).truncated.sum()))
+        cut = int(codes.codes(name).truncated.sum())
+        metrics.texts_truncated.labels(field=name, limit="tokens").inc(cut)
     return codes
 
 

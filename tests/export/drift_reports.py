@@ -244,7 +244,7 @@ def exercise_pipeline(metrics: PipelineMetrics) -> None:
     metrics.events_processed.inc(960)
     metrics.events_invalid.labels(reason="schema").inc(30)
     metrics.events_invalid.labels(reason="invalid_json").inc(10)
-    metrics.texts_truncated.labels(field="response").inc(4)
+    metrics.texts_truncated.labels(field="response", limit="tokens").inc(4)
     for seconds in (2.1, 2.8, 3.4):
         metrics.observe_encode({"prompt": 64 * 40, "response": 64 * 210}, 64, seconds)
     metrics.snapshot_duration.observe(0.12)

@@ -25,7 +25,8 @@ def test_known_label_sets_are_pre_initialised(registry: CollectorRegistry) -> No
     for reason in INVALID_REASONS:
         assert get("saewatch_events_invalid_total", {"reason": reason}) == 0.0
     for field in ("prompt", "response"):
-        assert get("saewatch_texts_truncated_total", {"field": field}) == 0.0
+        for limit in ("chars", "tokens"):
+            assert get("saewatch_texts_truncated_total", {"field": field, "limit": limit}) == 0.0
         assert get("saewatch_tokens_processed_total", {"field": field}) == 0.0
     for stage in STAGES:
         assert get("saewatch_processing_errors_total", {"stage": stage}) == 0.0

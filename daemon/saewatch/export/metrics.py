@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 INVALID_REASONS: tuple[str, ...] = get_args(InvalidReason)
 STAGES = ("source", "encode", "state", "diff", "export")
+TRUNCATION_LIMITS = ("chars", "tokens")  # source.max_chars, encode.max_tokens_per_text
 # Encoding a batch takes ~0.3 s (MiniLM, bf16) to tens of seconds (SmolLM2 fp32 on 2 cores).
 ENCODE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 # Batches hold 1 .. source.batch_size (<= 10,000) documents.
@@ -75,8 +76,11 @@ class PipelineMetrics:
         self.events_invalid = Counter(
             "events_invalid", "Records rejected and sent to the dead-letter topic", ["reason"], **kw
         )
+        # limit="chars": cut at the source (source.max_chars) before encoding;
+        # limit="tokens": cut by the encoder's token budget (encode.max_tokens_per_text).
         self.texts_truncated = Counter(
-            "texts_truncated", "Texts cut to the configured length", ["field"], **kw
+            "texts_truncated", "Texts cut to a configured length, by which limit cut them",
+            ["field", "limit"], **kw
         )
         self.texts_processed = Counter("texts_processed", "Texts encoded", ["field"], **kw)
         self.tokens_processed = Counter("tokens_processed", "Tokens encoded", ["field"], **kw)
@@ -155,7 +159,8 @@ class PipelineMetrics:
         for reason in INVALID_REASONS:
             self.events_invalid.labels(reason=reason)
         for field in TEXT_FIELDS:
-            self.texts_truncated.labels(field=field)
+            for limit in TRUNCATION_LIMITS:
+                self.texts_truncated.labels(field=field, limit=limit)
             self.texts_processed.labels(field=field)
             self.tokens_processed.labels(field=field)
         for stage in STAGES:
