@@ -1,0 +1,128 @@
+"""kill -9 trials beyond the test suite's five: exact counts after every stream of crashes.
+
+Per stream: a fresh 3-partition topic of a real broker gets ``--events`` valid AlpacaEval events
+(two versions) plus four poison messages, shuffled. ``saewatch run`` (tiny random model, so the
+trial measures the checkpoint protocol rather than encoding) is started, killed with SIGKILL
+``--kills`` times at random points (after the snapshot reached a random offset, plus a random
+delay of up to 0.6 s, so kills land mid-batch, mid-encode and mid-checkpoint), and restarted.
+After the last restart drains the topic and stops on SIGTERM, the last snapshot must hold each
+valid event exactly once per version and field, reflect the topic's end offsets, and the poison
+messages must be in the dead-letter topic. The same procedure as ``tests/app/test_crash_recovery``.
+
+    python -m benchmarks.quality.crash_trials --streams 4 --kills 5 --json /tmp/crash.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "app"))  # the app tests' daemon helpers
+
+from _app_support import (  # noqa: E402
+    handled,
+    kill_leftovers,
+    pair_events,
+    snapshots_of,
+    start,
+    wait_for,
+    write_config,
+)
+
+from benchmarks.perf.streams import build_tiny_model, exit_on_sigterm, kafka_broker  # noqa: E402
+from saewatch.config import StateSettings  # noqa: E402
+from saewatch.source.testing import KafkaCluster  # noqa: E402
+from saewatch.state.monitor import MonitorState  # noqa: E402
+
+logger = logging.getLogger("benchmarks.quality.crash_trials")
+
+POISON = [b"{broken", b'{"event_id": 1}', b"\xc3\x28 not utf-8", b"[]"]
+KILL_JITTER_S = (0.0, 0.6)
+
+
+def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed: int,
+               events_per_version: int, kills: int) -> dict[str, object]:
+    """Kill the daemon ``kills`` times on one stream; the outcome and where the kills landed."""
+    rng = random.Random(seed)
+    topic = cluster.create_topic(3, prefix=f"crash{seed}")
+    messages = [(e.event_id.encode(), e.model_dump_json().encode())
+                for e in pair_events(events_per_version)]
+    messages += [(None, bad) for bad in POISON]
+    rng.shuffle(messages)
+    cluster.produce_raw(topic, messages)
+    total = len(messages)
+    config = write_config(root / f"run{seed}.yaml", cluster.bootstrap, topic, dirs)
+    store, log = snapshots_of(config), root / f"daemon{seed}.log"
+    progress = []
+    started = time.monotonic()
+    for target in sorted(rng.sample(range(1, total - total // 10), kills)):
+        proc = start("run", config, log)
+        wait_for(lambda t=target: handled(store, topic) >= t, [proc], log)
+        time.sleep(rng.uniform(*KILL_JITTER_S))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        progress.append(handled(store, topic))
+    proc = start("run", config, log)
+    wait_for(lambda: handled(store, topic) >= total, [proc], log)
+    proc.send_signal(signal.SIGTERM)
+    clean_exit = proc.wait(timeout=60) == 0
+    latest = store.load_latest()
+    state = MonitorState(StateSettings())
+    if latest is not None:
+        state.restore(latest.state)
+    documents = {f"{v.model_version}/{v.field}": v.documents for v in state.version_counts()}
+    dead = {r.value for r in cluster.read_topic(f"{topic}.dlq")}
+    exact = set(documents.values()) == {events_per_version} and len(documents) == 4
+    offsets_at_end = latest is not None and latest.offsets == {
+        (topic, p): end for p, end in cluster.end_offsets(topic).items()}
+    return {
+        "seed": seed, "messages": total, "kills": kills, "snapshot_offsets_at_kills": progress,
+        "documents": documents, "exact": exact, "offsets_at_end": offsets_at_end,
+        "poison_in_dlq": dead >= set(POISON), "clean_exit": clean_exit,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--streams", type=int, default=4)
+    p.add_argument("--kills", type=int, default=5, help="kill -9 per stream")
+    p.add_argument("--events", type=int, default=100, help="valid events per version and stream")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    exit_on_sigterm()
+    streams = []
+    with tempfile.TemporaryDirectory(prefix="saewatch-crash-") as tmp, kafka_broker() as bootstrap:
+        root = Path(tmp)
+        dirs = build_tiny_model(root / "tiny")
+        cluster = KafkaCluster(bootstrap)
+        try:
+            for seed in range(args.streams):
+                streams.append(one_stream(cluster, dirs, root, seed, args.events, args.kills))
+                logger.info("stream %d: %s", seed, streams[-1])
+        finally:
+            kill_leftovers()
+            cluster.close()
+    ok = all(s["exact"] and s["offsets_at_end"] and s["poison_in_dlq"] and s["clean_exit"]
+             for s in streams)
+    result = {"streams": streams, "kills_total": args.streams * args.kills,
+              "all_exact": ok}
+    text = json.dumps(result, indent=2)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
