@@ -10,7 +10,8 @@ Measured side by side in one process, on the same tokenized texts and the same b
 * a batch-size sweep of ``encoder`` over ``max_tokens_per_batch``;
 * fp32 vs bf16 (autocast on CPU) speed and agreement of the codes (Jaccard of fired sets).
 
-Each timing is the median of ``--runs`` runs after one warm-up. Run on the default offline
+Each timing is the median of ``--runs`` runs after one warm-up; encoder, bare forward, SAE and
+full forward run interleaved (order rotated per run), so their ratios are side by side. Run on the default offline
 model here, or on a user's model and SAE on GPU::
 
     python -m benchmarks.perf.encoder                      # default model + shipped SAE, CPU
@@ -44,19 +45,35 @@ from saewatch.models import SparseCodes
 logger = logging.getLogger("benchmarks.perf.encoder")
 
 
+def _timed(fn: Callable[[], object]) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median wall time of each callable, runs interleaved and the order rotated every run.
+
+    A change of machine load during the measurement then hits every side alike, so the ratios
+    between them hold even when the absolute times do not.
+    """
+    for fn in fns.values():
+        fn()  # warm-up
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(runs):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(_timed(fns[name]))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def median_time(fn: Callable[[], object], runs: int) -> float:
     """Median wall time of ``runs`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(runs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved_medians({"fn": fn}, runs)["fn"]
 
 
 def padded_batches(
@@ -122,12 +139,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 run_to_hook(reader._base, module, ids, mask)
 
     acts = list(reader.iter_batches(docs))
-    results: dict[str, float] = {
-        "encoder": median_time(lambda: encoder.encode_texts(texts, "response"), args.runs),
-        "bare_to_hook": median_time(bare, args.runs),
-        "sae_pool": median_time(lambda: [encoder._pool(b) for b in acts], args.runs),
-    }
-    results["full_forward"] = time_full_forward(args, reader, batches)
+    results = interleaved_medians({
+        "encoder": lambda: encoder.encode_texts(texts, "response"),
+        "bare_to_hook": bare,
+        "sae_pool": lambda: [encoder._pool(b) for b in acts],
+        "full_forward": full_forward(args, reader, batches),
+    }, args.runs)
     sweep = {}
     for budget_i in args.batch_tokens:
         enc_i = SAEEncoder(reader, encoder.sae, encoder.encoder_id, sanity_tokens=0)
@@ -138,11 +155,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return report(args, encoder, texts, tokens, padded_tokens, results, sweep, precision)
 
 
-def time_full_forward(
+def full_forward(
     args: argparse.Namespace,
     reader: ActivationReader,
     batches: list[tuple[torch.Tensor, torch.Tensor]],
-) -> float:
+) -> Callable[[], None]:
     """The same batches through every layer (no early exit; still no LM head)."""
     full_model, _ = load_language_model(args.model, args.gguf_file)
     dtype = next(reader._base.parameters()).dtype
@@ -154,7 +171,7 @@ def time_full_forward(
             for ids, mask in batches:
                 run_to_hook(full_base, full_module, ids, mask)  # all layers run
 
-    return median_time(full, args.runs)
+    return full
 
 
 def reader_autocast(reader: ActivationReader) -> torch.autocast:
