@@ -1,10 +1,12 @@
 """kill -9 trials beyond the test suite's five: exact counts after every stream of crashes.
 
 Per stream: a fresh 3-partition topic of a real broker gets ``--events`` valid AlpacaEval events
-(two versions) plus four poison messages, shuffled. ``saewatch run`` (tiny random model, so the
-trial measures the checkpoint protocol rather than encoding) is started, killed with SIGKILL
-``--kills`` times at random points (after the snapshot reached a random offset, plus a random
-delay of up to 0.6 s, so kills land mid-batch, mid-encode and mid-checkpoint), and restarted.
+(two versions) plus four poison messages, shuffled and published live at ``--rate`` messages/s
+(the tiny model would otherwise drain the topic between two kills). ``saewatch run`` (tiny
+random model, so the trial measures the checkpoint protocol rather than encoding) is started,
+killed with SIGKILL ``--kills`` times at random points (after the snapshot reached a random
+offset, plus a random delay of up to 0.6 s, so kills land mid-batch, mid-encode and
+mid-checkpoint), and restarted.
 After the last restart drains the topic and stops on SIGTERM, the last snapshot must hold each
 valid event exactly once per version and field, reflect the topic's end offsets, and the poison
 messages must be in the dead-letter topic. The same procedure as ``tests/app/test_crash_recovery``.
@@ -21,6 +23,7 @@ import random
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from _app_support import (  # noqa: E402
     handled,
     kill_leftovers,
     pair_events,
+    serving,
     snapshots_of,
     start,
     wait_for,
@@ -48,8 +52,22 @@ POISON = [b"{broken", b'{"event_id": 1}', b"\xc3\x28 not utf-8", b"[]"]
 KILL_JITTER_S = (0.0, 0.6)
 
 
+def publish_live(cluster: KafkaCluster, topic: str, messages: list, rate: float) -> threading.Thread:
+    """Publish ``messages`` in the background, a chunk every 0.5 s, at ``rate`` messages/s."""
+    chunk = max(1, round(rate / 2))
+
+    def run() -> None:
+        for i in range(0, len(messages), chunk):
+            cluster.produce_raw(topic, messages[i:i + chunk])
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=run, name="publisher", daemon=True)
+    thread.start()
+    return thread
+
+
 def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed: int,
-               events_per_version: int, kills: int) -> dict[str, object]:
+               events_per_version: int, kills: int, rate: float) -> dict[str, object]:
     """Kill the daemon ``kills`` times on one stream; the outcome and where the kills landed."""
     rng = random.Random(seed)
     topic = cluster.create_topic(3, prefix=f"crash{seed}")
@@ -57,8 +75,8 @@ def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed:
                 for e in pair_events(events_per_version)]
     messages += [(None, bad) for bad in POISON]
     rng.shuffle(messages)
-    cluster.produce_raw(topic, messages)
     total = len(messages)
+    publisher = publish_live(cluster, topic, messages, rate)
     config = write_config(root / f"run{seed}.yaml", cluster.bootstrap, topic, dirs)
     store, log = snapshots_of(config), root / f"daemon{seed}.log"
     progress = []
@@ -71,7 +89,8 @@ def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed:
         proc.wait(timeout=30)
         progress.append(handled(store, topic))
     proc = start("run", config, log)
-    wait_for(lambda: handled(store, topic) >= total, [proc], log)
+    publisher.join()
+    wait_for(lambda: handled(store, topic) >= total and serving(config), [proc], log)
     proc.send_signal(signal.SIGTERM)
     clean_exit = proc.wait(timeout=60) == 0
     latest = store.load_latest()
@@ -81,11 +100,12 @@ def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed:
     documents = {f"{v.model_version}/{v.field}": v.documents for v in state.version_counts()}
     dead = {r.value for r in cluster.read_topic(f"{topic}.dlq")}
     exact = set(documents.values()) == {events_per_version} and len(documents) == 4
+    mid_stream = all(0 < p < total for p in progress)
     offsets_at_end = latest is not None and latest.offsets == {
         (topic, p): end for p, end in cluster.end_offsets(topic).items()}
     return {
         "seed": seed, "messages": total, "kills": kills, "snapshot_offsets_at_kills": progress,
-        "documents": documents, "exact": exact, "offsets_at_end": offsets_at_end,
+        "kills_mid_stream": mid_stream, "documents": documents, "exact": exact, "offsets_at_end": offsets_at_end,
         "poison_in_dlq": dead >= set(POISON), "clean_exit": clean_exit,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -96,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=4)
     p.add_argument("--kills", type=int, default=5, help="kill -9 per stream")
     p.add_argument("--events", type=int, default=100, help="valid events per version and stream")
+    p.add_argument("--rate", type=float, default=4.0, help="messages published per second")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -108,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         cluster = KafkaCluster(bootstrap)
         try:
             for seed in range(args.streams):
-                streams.append(one_stream(cluster, dirs, root, seed, args.events, args.kills))
+                streams.append(one_stream(cluster, dirs, root, seed, args.events, args.kills,
+                                          args.rate))
                 logger.info("stream %d: %s", seed, streams[-1])
         finally:
             kill_leftovers()
             cluster.close()
     ok = all(s["exact"] and s["offsets_at_end"] and s["poison_in_dlq"] and s["clean_exit"]
-             for s in streams)
+             and s["kills_mid_stream"] for s in streams)
     result = {"streams": streams, "kills_total": args.streams * args.kills,
               "all_exact": ok}
     text = json.dumps(result, indent=2)
