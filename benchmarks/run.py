@@ -1,6 +1,7 @@
 """``make bench``: every performance benchmark in sequence, results collected in one folder.
 
-Runs ``benchmarks.perf.{encoder,aggregate,clusters,e2e,scaleout}`` one after the other, each as
+Runs ``benchmarks.perf.{encoder,aggregate,clusters,e2e,scaleout}`` and
+``benchmarks.quality.crash_trials`` (kill -9 trials) one after the other, each as
 its own ``python -m`` process (so none inherits another's threads, memory or BLAS settings),
 writes each one's JSON result to ``<out>/<name>.json`` and a ``summary.json`` with the commands,
 exit codes, durations, load averages and headline figures, and prints the summary.
@@ -46,6 +47,7 @@ class Bench:
     quick: tuple[str, ...]
     output_flag: str | None  # the flag naming its JSON file; None: it prints JSON on stdout
     model_bound: bool = False  # takes --model/--sae (the quick run gives it the tiny model)
+    package: str = "benchmarks.perf"
 
 
 BENCHES = (
@@ -56,6 +58,8 @@ BENCHES = (
     Bench("clusters", (), ("--n", "2400", "--runs", "1", "--raw-limit", "100"), None),
     Bench("e2e", (), ("--quick",), "--json", model_bound=True),
     Bench("scaleout", (), ("--quick",), "--json", model_bound=True),
+    Bench("crash_trials", (), ("--streams", "1", "--kills", "2", "--events", "20", "--rate", "2"),
+          "--json", package="benchmarks.quality"),
 )
 
 
@@ -81,7 +85,7 @@ class Outcome:
 
 
 def command_for(bench: Bench, quick: bool, out: Path, model_args: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", f"benchmarks.perf.{bench.name}",
+    cmd = [sys.executable, "-m", f"{bench.package}.{bench.name}",
            *(bench.quick if quick else bench.full)]
     if bench.model_bound:
         cmd += model_args

@@ -53,12 +53,13 @@ POOL = 16  # distinct code batches cycled through (generating codes is slower th
 
 
 def make_batches(
-    n_batches: int, batch: int, d_sae: int, nnz: int, seed: int, codes: Path | None = None
+    n_batches: int, batch: int, d_sae: int, nnz: int, seed: int, codes: Path | None = None,
+    threshold: float = 0.0,
 ) -> list[FeatureBatch]:
     """``n_batches`` batches cycling over a pool of synthetic (or real) code batches."""
     rng = np.random.default_rng(seed)
     pool = (
-        _real_pool(codes, batch)
+        _real_pool(codes, batch, threshold)
         if codes
         else [
             (
@@ -92,9 +93,14 @@ def make_batches(
     return out
 
 
-def _real_pool(path: Path, batch: int) -> list[tuple[SparseCodes, SparseCodes]]:
+def _real_pool(path: Path, batch: int, threshold: float) -> list[tuple[SparseCodes, SparseCodes]]:
+    """Batches of the cached real codes; ``threshold`` keeps what ``encode.threshold`` would."""
     data = np.load(path)
     indptr, indices, values = data["indptr"], data["indices"], data["values"]
+    if threshold > 0:
+        keep = values > threshold
+        indptr = np.concatenate(([0], np.cumsum(keep)))[indptr]
+        indices, values = indices[keep], values[keep]
     pool = []
     for start in range(0, len(indptr) - 1 - batch, batch):
         lo, hi = indptr[start], indptr[start + batch]
@@ -111,7 +117,8 @@ def _real_pool(path: Path, batch: int) -> list[tuple[SparseCodes, SparseCodes]]:
 
 def throughput(args: argparse.Namespace) -> dict:
     batches = make_batches(
-        (args.warmup + args.events) // args.batch, args.batch, args.d_sae, args.nnz, 0, args.codes
+        (args.warmup + args.events) // args.batch, args.batch, args.d_sae, args.nnz, 0, args.codes,
+        args.threshold,
     )
     warm, timed = batches[: args.warmup // args.batch], batches[args.warmup // args.batch :]
     n_timed = len(timed) * args.batch
@@ -227,6 +234,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=12_800)
     p.add_argument("--events", type=int, default=12_800)
     p.add_argument("--codes", type=Path, default=None)
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="with --codes: drop activations <= this (as encode.threshold would)")
     p.add_argument(
         "--memory-events", type=int, nargs="+", default=[25_600, 102_400, 204_800, 409_600, 819_200]
     )

@@ -63,3 +63,28 @@ def test_scaleout_quick_counts_exactly_once(tmp_path: Path, kafka_bootstrap: str
     assert agg["messages"] == 2_000 and agg["distinct_source_events"] == 16
     assert agg["events_per_s"] > 0 and agg["mean_active_features_per_response"] > 0
     assert "CPU-bound" in r["note"]
+
+
+def test_make_bench_runner_collects_results_and_crash_trials_are_exact(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """``benchmarks.run --quick`` on the single-core and crash benchmarks: JSON, summary, headline."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "aggregate",
+         "crash_trials", "--out", str(tmp_path)],
+        cwd=ROOT, env=os.environ | {"SAEWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap},
+        capture_output=True, text=True, timeout=1400, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["quick"] is True and set(summary["benchmarks"]) == {"aggregate", "crash_trials"}
+    assert all(b["returncode"] == 0 for b in summary["benchmarks"].values())
+    assert summary["benchmarks"]["crash_trials"]["headline"] == {"kills_total": 2,
+                                                                 "all_exact": True}
+    crash = json.loads((tmp_path / "crash_trials.json").read_text())["streams"][0]
+    assert crash["documents"] == {f"{v}/{f}": 20 for v in ("v1", "v2")
+                                  for f in ("prompt", "response")}
+    assert crash["kills_mid_stream"] and crash["offsets_at_end"] and crash["poison_in_dlq"]
+    aggregate = json.loads((tmp_path / "aggregate.json").read_text())
+    assert aggregate["throughput"]["events_per_s"] > 0
+    assert "| crash_trials | 0 |" in (tmp_path / "summary.md").read_text()
