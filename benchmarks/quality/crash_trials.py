@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "app"))  # the app tests' daemon helpers
 
 from _app_support import (  # noqa: E402
     handled,
+    kill_at,
     kill_leftovers,
     pair_events,
     serving,
@@ -49,7 +50,6 @@ from saewatch.state.monitor import MonitorState  # noqa: E402
 logger = logging.getLogger("benchmarks.quality.crash_trials")
 
 POISON = [b"{broken", b'{"event_id": 1}', b"\xc3\x28 not utf-8", b"[]"]
-KILL_JITTER_S = (0.0, 0.6)
 
 
 def publish_live(cluster: KafkaCluster, topic: str, messages: list, rate: float) -> threading.Thread:
@@ -79,15 +79,9 @@ def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed:
     publisher = publish_live(cluster, topic, messages, rate)
     config = write_config(root / f"run{seed}.yaml", cluster.bootstrap, topic, dirs)
     store, log = snapshots_of(config), root / f"daemon{seed}.log"
-    progress = []
     started = time.monotonic()
-    for target in sorted(rng.sample(range(1, total - total // 10), kills)):
-        proc = start("run", config, log)
-        wait_for(lambda t=target: handled(store, topic) >= t, [proc], log)
-        time.sleep(rng.uniform(*KILL_JITTER_S))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        progress.append(handled(store, topic))
+    targets = sorted(rng.sample(range(1, total - total // 10), kills))
+    progress = kill_at(targets, config, topic, log, rng)
     proc = start("run", config, log)
     publisher.join()
     wait_for(lambda: handled(store, topic) >= total and serving(config), [proc], log)

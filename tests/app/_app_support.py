@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +103,27 @@ def wait_for(condition: Callable[[], bool], procs: list[subprocess.Popen[bytes]]
             assert proc.poll() is None, log.read_text()[-4000:]
         assert time.monotonic() < deadline, "no progress:\n" + log.read_text()[-4000:]
         time.sleep(0.1)
+
+
+# A kill lands at a random moment after the state reached a random point of the stream, so it
+# falls between checkpoints, mid-batch or mid-encode.
+KILL_JITTER_S = (0.0, 0.6)
+
+
+def kill_at(targets: list[int], config: Path, topic: str, log: Path,
+            rng: random.Random) -> list[int]:
+    """Per target: start the daemon, wait until its snapshot holds ``target`` records of
+    ``topic``, wait a random jitter, kill -9. Returns the records held at each kill."""
+    store = snapshots_of(config)
+    progress = []
+    for target in targets:
+        proc = start("run", config, log)
+        wait_for(lambda t=target: handled(store, topic) >= t, [proc], log)
+        time.sleep(rng.uniform(*KILL_JITTER_S))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        progress.append(handled(store, topic))
+    return progress
 
 
 def serving(config: Path) -> bool:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import random
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from _app_support import handled, pair_events, snapshots_of, start, wait_for, write_config
+from _app_support import handled, kill_at, pair_events, snapshots_of, start, wait_for, write_config
 
 from saewatch.config import StateSettings
 from saewatch.state.monitor import MonitorState
@@ -19,9 +18,6 @@ pytestmark = pytest.mark.kafka
 KILLS = 5
 EVENTS_PER_VERSION = 100
 POISON = [b"{broken", b'{"event_id": 1}', b"\xc3\x28 not utf-8", b"[]"]
-# A kill lands at a random moment after the state reached a random point of the stream, so
-# it falls between checkpoints, mid-batch or mid-encode.
-KILL_JITTER_S = (0.0, 0.6)
 
 
 def test_kill_9_at_random_points_loses_and_double_counts_nothing(
@@ -39,14 +35,7 @@ def test_kill_9_at_random_points_loses_and_double_counts_nothing(
     log = tmp_path / "daemon.log"
     rng = random.Random(11)
     targets = sorted(rng.sample(range(1, total - total // 10), KILLS))
-    progress = []
-    for target in targets:
-        proc = start("run", config, log)
-        wait_for(lambda t=target: handled(store, topic) >= t, [proc], log)
-        time.sleep(rng.uniform(*KILL_JITTER_S))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        progress.append(handled(store, topic))
+    progress = kill_at(targets, config, topic, log, rng)
     assert progress[-1] < total, f"the stream ended before the last kill: {progress}"
     proc = start("run", config, log)
     wait_for(lambda: handled(store, topic) >= total, [proc], log)
