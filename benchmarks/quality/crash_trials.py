@@ -1,8 +1,10 @@
 """kill -9 trials beyond the test suite's five: exact counts after every stream of crashes.
 
 Per stream: a fresh 3-partition topic of a real broker gets ``--events`` valid AlpacaEval events
-(two versions) plus four poison messages, shuffled and published live at ``--rate`` messages/s
-(the tiny model would otherwise drain the topic between two kills). ``saewatch run`` (tiny
+(two versions) plus four poison messages, shuffled and published live at ``--rate`` messages/s:
+the tiny model would otherwise drain the topic between two kills, and a restart takes ~10 s
+(start-up, and the group waits out the killed member's 6 s session), so the stream must last
+longer than all restarts together. ``saewatch run`` (tiny
 random model, so the trial measures the checkpoint protocol rather than encoding) is started,
 killed with SIGKILL ``--kills`` times at random points (after the snapshot reached a random
 offset, plus a random delay of up to 0.6 s, so kills land mid-batch, mid-encode and
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=4)
     p.add_argument("--kills", type=int, default=5, help="kill -9 per stream")
     p.add_argument("--events", type=int, default=100, help="valid events per version and stream")
-    p.add_argument("--rate", type=float, default=4.0, help="messages published per second")
+    p.add_argument("--rate", type=float, default=2.0, help="messages published per second")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
