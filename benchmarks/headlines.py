@@ -24,7 +24,7 @@ HEADLINES: dict[str, tuple[tuple[str, ...], ...]] = {
     "e2e": (("e2e_events_per_s",), ("encoder_events_per_s",), ("e2e_vs_encoder",),
             ("events",)),
     "scaleout": (("aggregator", "events_per_s"),),
-    "crash_trials": (("kills_total",), ("all_exact",)),
+    "crash_trials": (("kills_total",), ("kills_mid_stream",), ("all_exact",)),
 }
 
 
