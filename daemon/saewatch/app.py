@@ -45,6 +45,10 @@ def features_source(settings: Settings, resume: ResumeOffset, stop: threading.Ev
     from saewatch.source.kafka import KafkaSource
 
     kafka = settings.kafka
+    # One poll may return a whole batch (the consumer caps a poll at max_poll_records).
+    polls = max(kafka.max_poll_records, settings.source.features_batch_size)
+    settings = settings.model_copy(
+        update={"kafka": kafka.model_copy(update={"max_poll_records": polls})})
     return KafkaSource(
         settings, resume, topics=[kafka.features_topic], stop=stop, decode=decode_record,
         group_id=f"{kafka.group_id}-aggregate", dlq_topic=f"{kafka.features_topic}.dlq",
@@ -194,9 +198,10 @@ class App:
         checkpointer: Checkpointer,
     ) -> None:
         src = self.settings.source
+        size = src.features_batch_size if self.role == "aggregate" else src.batch_size
         next_report = time.monotonic()
         while not self.stop_flag.event.is_set():
-            polled = source.poll_batch(src.batch_size, src.poll_timeout_s)
+            polled = source.poll_batch(size, src.poll_timeout_s)
             batch = tracker.fresh(polled)
             if len(batch):
                 self._handle(batch, encoder, state)

@@ -84,6 +84,9 @@ class SourceSettings(_Section):
     path: Path | None = None  # JSONL file for kind=file
     max_chars: int = Field(default=8_000, ge=16)  # per text field; longer texts are truncated
     batch_size: int = Field(default=64, ge=1, le=10_000)
+    # `saewatch aggregate` reads codes that are computed already; each poll costs a Kafka fetch
+    # round trip, so small batches leave it waiting (64 -> 512: ~4x, docs/BENCHMARKS.md).
+    features_batch_size: int = Field(default=512, ge=1, le=10_000)
     poll_timeout_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")

@@ -62,3 +62,26 @@ def test_truncations_are_counted_by_the_limit_that_cut_them() -> None:
     assert cut == {("prompt", "chars"): 1, ("prompt", "tokens"): 0,
                    ("response", "chars"): 0, ("response", "tokens"): 2}
     assert get("saewatch_tokens_processed_total", {"field": "response"}) == 16
+
+
+def test_the_aggregator_polls_features_in_large_batches(monkeypatch) -> None:
+    """``saewatch aggregate`` reads whole ``features_batch_size`` batches in one poll."""
+    import threading
+
+    import saewatch.source.kafka as kafka_source
+    from saewatch.app import features_source
+    from saewatch.config import load_settings
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, settings, resume, **kwargs) -> None:  # noqa: ANN001
+            seen["settings"], seen["kwargs"] = settings, kwargs
+
+    monkeypatch.setattr(kafka_source, "KafkaSource", Recorder)
+    settings = load_settings(None, kafka={"max_poll_records": 128},
+                             source={"features_batch_size": 700})
+    features_source(settings, lambda tp: None, threading.Event())
+    assert seen["settings"].kafka.max_poll_records == 700
+    assert seen["kwargs"]["topics"] == [settings.kafka.features_topic]
+    assert settings.source.batch_size == 64 and settings.kafka.max_poll_records == 128
