@@ -334,11 +334,13 @@ def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics)
     """Encode the batch's valid events, recording duration, size, tokens and token-budget cuts."""
     started = time.monotonic()
     codes = encoder.encode([r.event for r in batch.records])
-    tokens = {name: int(codes.codes(name).n_tokens.sum()) for name in TEXT_FIELDS}
-    metrics.observe_encode(tokens, len(codes), time.monotonic() - started)
+    seconds = time.monotonic() - started
+    tokens = {}
     for name in TEXT_FIELDS:
-        cut = int(codes.codes(name).truncated.sum())
-        metrics.texts_truncated.labels(field=name, limit="tokens").inc(cut)
+        field = codes.codes(name)
+        tokens[name] = int(field.n_tokens.sum())
+        metrics.texts_truncated.labels(field=name, limit="tokens").inc(int(field.truncated.sum()))
+    metrics.observe_encode(tokens, len(codes), seconds)
     return codes
 
 

@@ -69,9 +69,10 @@ class _Row(BaseModel):
     truncated: bool
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Feature ids (int32) and values (float16); raises :class:`CodecError` if malformed."""
-        return (_array(self.indices, _INDEX, f"{name}.indices").astype(np.int32),
-                _array(self.values, _VALUE, f"{name}.values").astype(np.float16))
+        """Feature ids and values (little-endian int32 and float16, read-only views of the
+        decoded bytes); raises :class:`CodecError` if malformed."""
+        return (_array(self.indices, _INDEX, f"{name}.indices"),
+                _array(self.values, _VALUE, f"{name}.values"))
 
 
 def _array(data: str | list, dtype: np.dtype, what: str) -> np.ndarray:
@@ -197,15 +198,8 @@ def assemble(messages: Sequence[_Decoded]) -> FeatureBatch:
     fields = {}
     for name in TEXT_FIELDS:
         rows = [m.rows[name] for m in messages]
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r[0]) for r in rows], out=indptr[1:])
-        fields[name] = SparseCodes(
-            indptr=indptr,
-            indices=np.concatenate([r[0] for r in rows]),
-            values=np.concatenate([r[1] for r in rows]),
-            n_tokens=np.asarray([r[2] for r in rows], dtype=np.int32),
-            truncated=np.asarray([r[3] for r in rows], dtype=bool),
-        )
+        fields[name] = SparseCodes.from_arrays(
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
     return FeatureBatch(
         encoder_id=first.encoder_id,
         d_sae=first.d_sae,

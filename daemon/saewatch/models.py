@@ -192,6 +192,33 @@ class SparseCodes(BaseModel):
             truncated=np.asarray(truncated or [False] * len(rows), dtype=bool),
         )
 
+    @classmethod
+    def from_arrays(
+        cls,
+        indices: Sequence[np.ndarray],
+        values: Sequence[np.ndarray],
+        n_tokens: Sequence[int],
+        truncated: Sequence[bool],
+    ) -> SparseCodes:
+        """One row per pair of arrays (feature ids, their values), e.g. one per document.
+
+        >>> c = SparseCodes.from_arrays([np.array([3, 7]), np.array([], int)],
+        ...                             [np.array([1.5, 0.25]), np.array([])], [12, 0], [True, False])
+        >>> c.indptr.tolist(), c.row(0)[0].tolist(), c.truncated.tolist()
+        ([0, 2, 2], [3, 7], [True, False])
+        """
+        if not indices:
+            return cls._empty()
+        indptr = np.zeros(len(indices) + 1, dtype=np.int64)
+        np.cumsum([len(i) for i in indices], out=indptr[1:])
+        return cls(
+            indptr=indptr,
+            indices=np.concatenate(indices).astype(np.int32, copy=False),
+            values=np.concatenate(values).astype(np.float16, copy=False),
+            n_tokens=np.asarray(n_tokens, dtype=np.int32),
+            truncated=np.asarray(truncated, dtype=bool),
+        )
+
     def __len__(self) -> int:
         return len(self.indptr) - 1
 

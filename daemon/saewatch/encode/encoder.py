@@ -188,16 +188,8 @@ class SAEEncoder(Encoder):
 
 
 def _to_codes(rows: list[_Row], docs: list[TokenizedText]) -> SparseCodes:
-    lengths = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    return SparseCodes(
-        indptr=indptr,
-        indices=np.concatenate([r[0] for r in rows]) if rows else _EMPTY_ROW[0],
-        values=np.concatenate([r[1] for r in rows]) if rows else _EMPTY_ROW[1],
-        n_tokens=np.asarray([d.n_tokens for d in docs], dtype=np.int32),
-        truncated=np.asarray([d.truncated for d in docs], dtype=bool),
-    )
+    return SparseCodes.from_arrays([r[0] for r in rows], [r[1] for r in rows],
+                                   [d.n_tokens for d in docs], [d.truncated for d in docs])
 
 
 __all__ = ["EncoderHealth", "Precision", "SAEEncoder"]
