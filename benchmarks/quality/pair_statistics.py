@@ -33,6 +33,7 @@ import torch
 from scipy import stats
 
 from saewatch.config import EncodeSettings
+from saewatch.diff.stats import bh_qvalues, z_pvalues
 from saewatch.encode.corpus import load_alpaca
 from saewatch.encode.encoder import SAEEncoder
 
@@ -59,21 +60,9 @@ def token_codes(encoder: SAEEncoder, texts: list[str]) -> tuple[np.ndarray, np.n
     return fired, top, np.array([d.n_tokens for d in docs])
 
 
-def bh(p: np.ndarray) -> np.ndarray:
-    order = np.argsort(p)
-    q = p[order] * len(p) / np.arange(1, len(p) + 1)
-    q = np.minimum.accumulate(q[::-1])[::-1]
-    out = np.empty(len(p))
-    out[order] = np.minimum(q, 1.0)
-    return out
-
-
 def two_proportion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    xa, xb = a.sum(0).astype(float), b.sum(0).astype(float)
-    pooled = (xa + xb) / (len(a) + len(b))
-    se = np.sqrt(pooled * (1 - pooled) * (1 / len(a) + 1 / len(b)))
-    z = np.divide(xb / len(b) - xa / len(a), se, out=np.zeros_like(se), where=se > 0)
-    return 2 * stats.norm.sf(np.abs(z))
+    """The diff stage's pooled z-test on per-document booleans ``[docs, features]``."""
+    return z_pvalues(a.sum(0), len(a), b.sum(0), len(b))
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -121,9 +110,9 @@ def probe(args: argparse.Namespace) -> dict[str, object]:
         xa, xb = fn(*a), fn(*b)
         test = two_proportion if binary else welch
         rows[name] = {
-            "significant_vs_candidate": int((bh(test(xa[:n], xb)) < 0.05).sum()),
+            "significant_vs_candidate": int((bh_qvalues(test(xa[:n], xb)) < 0.05).sum()),
             "significant_aa": (None if args.no_aa
-                               else int((bh(test(xa[:n], xa[n:])) < 0.05).sum())),
+                               else int((bh_qvalues(test(xa[:n], xa[n:])) < 0.05).sum())),
             "active_per_doc": round(float((xa > 0).sum(1).mean()), 1),
         }
     return {"pair": [baseline, candidate], "per_side": n, "max_tokens": args.max_tokens,
