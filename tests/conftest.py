@@ -19,10 +19,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from saewatch.source.testing import KafkaCluster, LocalBroker, broker_answers
+
+TESTS_DATA = Path(__file__).resolve().parent / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test reads AlpacaEval outputs from the repository: ``tests/data`` (subsets of the
+    models the suite needs), then the demo sample shipped in the package. Set for the whole
+    session, so subprocesses (the CLI, the benchmarks' quick modes) see the same data; a
+    developer's own ``SAEWATCH_DATA_DIR`` is overridden, never read."""
+    os.environ["SAEWATCH_DATA_DIR"] = str(TESTS_DATA)
+
 
 # Not a doctest module: with --doctest-modules pytest would import this file again by its bare
 # name "conftest", which the conftest.py of a subfolder (collected first) already holds.

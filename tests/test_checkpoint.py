@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from saewatch.checkpoint import Checkpointer, OffsetRegression, OffsetTracker
+from saewatch.datasets import alpaca_events
 from saewatch.models import InvalidRecord, Record, SourceBatch, SourcePosition
-from saewatch.source.alpaca import load_alpaca
 
 
 def _batch(offsets: list[int], invalid: list[int] = ()) -> SourceBatch:
-    events = load_alpaca("gpt4_1106_preview", limit=len(offsets))
+    events = alpaca_events("gpt4_1106_preview", limit=len(offsets))
     return SourceBatch(
         records=tuple(Record(event=e, position=SourcePosition(topic="t", partition=0, offset=o))
                       for e, o in zip(events, offsets, strict=True)),

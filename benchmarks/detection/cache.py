@@ -82,6 +82,11 @@ class CodeStore:
         return self.encoder.encoder_id
 
     @property
+    def precision(self) -> str:
+        """The precision the encoder runs in (``auto`` resolved for this CPU)."""
+        return self.encoder.reader.precision
+
+    @property
     def d_sae(self) -> int:
         return self.encoder.d_sae
 

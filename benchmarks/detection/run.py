@@ -92,7 +92,7 @@ def setup(store: CodeStore, settings: EncodeSettings, plan: Plan, streams: list[
     """What the numbers were measured with."""
     return {
         "encoder_id": store.encoder_id, "d_sae": store.d_sae,
-        "max_tokens_per_text": settings.max_tokens_per_text, "precision": settings.precision,
+        "max_tokens_per_text": settings.max_tokens_per_text, "precision": store.precision,
         "truncated_share": round(store.truncated_share([t for s in streams for t in s.texts()]),
                                  3),
         "look_every": plan.look_every,

@@ -3,7 +3,9 @@
 Every stream has a baseline and a candidate side that answer *disjoint halves* of a seeded prompt
 selection (two versions never see identical traffic), each side in its own seeded random order.
 Halves come from :mod:`benchmarks.quality.alpaca_codes` (shared with the diff tests); prompt
-selections are nested so that the pair and planted streams share encoded texts. Texts are the AlpacaEval responses in ``../shared/data/alpaca_eval/``.
+selections are nested so that the pair and planted streams share encoded texts. Texts are the AlpacaEval responses of the full corpus (``$SAEWATCH_DATA_DIR``, by default
+``../shared/data`` beside the project: see :mod:`benchmarks`); ``--quick`` reads only the
+shipped demo sample.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from benchmarks.detection.properties import PROPERTIES, PlantedProperty
 from benchmarks.quality.alpaca_codes import N_ALPACA, halves
-from saewatch.source.alpaca import read_alpaca
+from saewatch.datasets import read_alpaca
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +68,12 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
+        # Only models of the shipped demo sample (full 805-answer files): the smoke test runs
+        # in a plain clone, where the full corpus is absent.
         return cls(
-            pair_prompts=160, planted_prompts=160, planted_base="gpt4_1106_preview",
-            aa_models=("gpt4_1106_preview", "claude-2.1"), aa_seeds=(1, 2),
-            pairs=(("gpt4_1106_preview", NULL_MODEL),), pair_seeds=(1,),
+            pair_prompts=160, planted_prompts=160, planted_base="claude-2.1",
+            aa_models=("claude-2.1", "claude-2.1_concise"), aa_seeds=(1, 2),
+            pairs=(("claude-2.1", NULL_MODEL),), pair_seeds=(1,),
             properties=("german_prefix",), prevalences=(0.2,), planted_seeds=(1,),
         )
 
@@ -106,7 +110,7 @@ class Stream:
 @cache
 def responses(model: str) -> tuple[str, ...]:
     """All 805 responses of ``model``, in instruction order."""
-    return tuple(str(r["output"]) for r in read_alpaca(model))
+    return tuple(r.output for r in read_alpaca(model))
 
 
 def _side(model: str, prompts: np.ndarray, seed: int, tag: str = "") -> list[Doc]:

@@ -8,7 +8,8 @@ Measured side by side in one process, on the same tokenized texts and the same b
 * ``full_forward``: the same batches through all layers (no early exit; never the LM head);
 * ``sae_pool``: SAE encode + max-pool on cached hook activations (its share of ``encoder``);
 * a batch-size sweep of ``encoder`` over ``max_tokens_per_batch``;
-* fp32 vs bf16 (autocast on CPU) speed and agreement of the codes (Jaccard of fired sets).
+* fp32 vs bf16 (autocast on CPU) speed, interleaved, and agreement of the codes (Jaccard of
+  fired sets), beside what ``encode.precision: auto`` chose on this CPU and why.
 
 Each timing is the median of ``--runs`` runs after one warm-up; encoder, bare forward, SAE and
 full forward run interleaved (order rotated per run), so their ratios are side by side. Run on the default offline
@@ -38,6 +39,7 @@ from saewatch.config import EncodeSettings, SaeRef
 from saewatch.encode.corpus import held_out_texts
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.model import base_model_of, hook_module, load_language_model, run_to_hook
+from saewatch.encode.precision import NATIVE_BF16_FLAGS, cpu_flags, cpu_name
 from saewatch.encode.reader import ActivationReader, plan_batches
 from saewatch.encode.text import TokenizedText
 from saewatch.models import SparseCodes
@@ -180,10 +182,14 @@ def reader_autocast(reader: ActivationReader) -> torch.autocast:
 
 
 def compare_precision(
-    args: argparse.Namespace, texts: list[str], fp32: SAEEncoder
-) -> dict[str, float]:
-    """bf16 autocast vs fp32 on CPU: speed and how far the codes agree."""
-    bf16 = SAEEncoder.from_settings(settings_from(args, precision="bf16"))
+    args: argparse.Namespace, texts: list[str], chosen: SAEEncoder
+) -> dict[str, object]:
+    """fp32 vs bf16 autocast on CPU, interleaved: speed, agreement of the codes, and what
+    ``encode.precision: auto`` chose on this CPU (with its probe's figures)."""
+    other = "fp32" if chosen.reader.precision == "bf16" else "bf16"
+    encoders = {chosen.reader.precision: chosen,
+                other: SAEEncoder.from_settings(settings_from(args, precision=other))}
+    fp32, bf16 = encoders["fp32"], encoders["bf16"]
     a = fp32.encode_texts(texts, "response")
     b = bf16.encode_texts(texts, "response")
     dense_a = fp32.dense_embed(texts[:16])
@@ -191,9 +197,23 @@ def compare_precision(
     cos = (dense_a * dense_b).sum(1) / (
         np.linalg.norm(dense_a, axis=1) * np.linalg.norm(dense_b, axis=1)
     )
+    seconds = interleaved_medians(
+        {p: (lambda e=e: e.encode_texts(texts, "response")) for p, e in encoders.items()},
+        args.runs)
+    choice = chosen.reader.precision_choice
+    flags = cpu_flags()
     return {
-        "bf16_encoder_s": median_time(lambda: bf16.encode_texts(texts, "response"), args.runs),
-        "codes_jaccard_fp32_vs_bf16": jaccard(a, b),
+        "cpu": cpu_name(),
+        "cpu_bf16_flags": sorted(flags & NATIVE_BF16_FLAGS),
+        "cpu_avx512": any(f.startswith("avx512") for f in flags),
+        "auto_precision": choice.precision,
+        "auto_reason": choice.reason,
+        "fp32_encoder_s": round(seconds["fp32"], 3),
+        "bf16_encoder_s": round(seconds["bf16"], 3),
+        "fp32_events_per_s": round(len(texts) / seconds["fp32"], 2),
+        "bf16_events_per_s": round(len(texts) / seconds["bf16"], 2),
+        "bf16_speedup": round(seconds["fp32"] / seconds["bf16"], 2),
+        "codes_jaccard_fp32_vs_bf16": round(jaccard(a, b), 4),
         "mean_pooled_cosine_min": float(cos.min()),
     }
 
@@ -206,7 +226,7 @@ def report(
     padded: int,
     results: dict[str, float],
     sweep: dict[int, float],
-    precision: dict[str, float],
+    precision: dict[str, object],
 ) -> dict[str, object]:
     n = len(texts)
 
@@ -224,7 +244,7 @@ def report(
         "torch": torch.__version__,
         "encoder_id": encoder.encoder_id,
         "layers_run": f"{encoder.reader.n_layers_kept} of {encoder.reader.n_layers_total}",
-        "precision": "bf16" if encoder.reader.device.type == "cuda" else "fp32",
+        "precision": encoder.reader.precision,
         "texts": n,
         "text_tokens": tokens,
         "tokens_with_template": padded,

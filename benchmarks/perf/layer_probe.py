@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from saewatch.encode.corpus import load_alpaca
+from saewatch.datasets import read_alpaca
 from saewatch.encode.model import base_model_of, load_language_model
 from saewatch.encode.text import TextTokenizer
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     texts, labels = [], []
     for k, name in enumerate(MODELS):
-        rows = load_alpaca(name)[: args.per_model]
+        rows = read_alpaca(name)[: args.per_model]
         texts += [r.output for r in rows]
         labels += [k] * len(rows)
     started = time.monotonic()

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from saewatch.config import EncodeSettings, SaeRef
+from saewatch.datasets import alpaca_events
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.models import LLMEvent, TextField
-from saewatch.source.alpaca import load_alpaca
 from saewatch.source.testing import LocalBroker, broker_answers
 
 logger = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ def pair_events(n: int) -> list[LLMEvent]:
     if not 2 <= n <= MAX_EVENTS:
         raise ValueError(f"events must be in [2, {MAX_EVENTS}], got {n}")
     half = n // 2
-    v1 = load_alpaca(BASELINE, version="v1", model_id="bot", indices=range(0, 2 * half, 2))
-    v2 = load_alpaca(CANDIDATE, version="v2", model_id="bot",
+    v1 = alpaca_events(BASELINE, version="v1", model_id="bot", indices=range(0, 2 * half, 2))
+    v2 = alpaca_events(CANDIDATE, version="v2", model_id="bot",
                      indices=range(1, 2 * (n - half), 2), start=v1[-1].timestamp)
     # Interleaved, as two live versions would arrive; the order does not change the counts.
     mixed = [e for pair in zip(v1, v2, strict=False) for e in pair]

@@ -73,7 +73,7 @@ def dense_any_look(xa: np.ndarray, xb: np.ndarray) -> tuple[bool, list[float]]:
 
 def pair_report(cache: CodesCache, labels: dict[int, str], baseline: str,
                 candidate: str, dense: bool) -> tuple[ComparisonResult, dict]:
-    from saewatch.encode.corpus import load_alpaca
+    from saewatch.datasets import read_alpaca
 
     chosen = selected_instructions()
     first, second = halves(len(chosen), 0)
@@ -84,7 +84,7 @@ def pair_report(cache: CodesCache, labels: dict[int, str], baseline: str,
     encoder_id = cache.codes(baseline, chosen)[1]
     for model, rows in ((baseline, first), (candidate, second)):
         c, _, d = cache.codes(model, chosen)
-        texts = load_alpaca(model)
+        texts = read_alpaca(model)
         parts[model] = subset(c, rows)
         state.update(as_batch(parts[model], model, model, chosen[rows].tolist(), encoder_id, d,
                               texts=[texts[int(i)].output for i in chosen[rows]]))

@@ -33,8 +33,8 @@ import torch
 from scipy import stats
 
 from saewatch.config import EncodeSettings
+from saewatch.datasets import read_alpaca
 from saewatch.diff.stats import bh_qvalues, z_pvalues
-from saewatch.encode.corpus import load_alpaca
 from saewatch.encode.encoder import SAEEncoder
 
 logger = logging.getLogger("benchmarks.quality.pair_statistics")
@@ -101,8 +101,8 @@ def probe(args: argparse.Namespace) -> dict[str, object]:
     else:
         aa1, aa2, cand = perm[:n], perm[n:2 * n], perm[2 * n:3 * n]
     encoder = SAEEncoder.from_settings(EncodeSettings(max_tokens_per_text=args.max_tokens))
-    base_texts = [r.output for r in load_alpaca(baseline)]
-    cand_texts = [r.output for r in load_alpaca(candidate)]
+    base_texts = [r.output for r in read_alpaca(baseline)]
+    cand_texts = [r.output for r in read_alpaca(candidate)]
     a = token_codes(encoder, [base_texts[i] for i in np.concatenate([aa1, aa2])])
     b = token_codes(encoder, [cand_texts[i] for i in cand])
     rows: dict[str, dict[str, float | int | None]] = {}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from saewatch import __version__
 from saewatch.config import Settings, load_settings
+from saewatch.datasets import DatasetError
 from saewatch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -129,3 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"saewatch: {exc}\n")
         return EXIT_CONFIG
+    except DatasetError as exc:  # a data folder or model name to fix: one line, no traceback
+        sys.stderr.write(f"saewatch: {exc}\n")
+        return 1

@@ -125,8 +125,9 @@ class EncodeSettings(_Section):
     threshold: float = Field(default=0.0, ge=0.0)
     use_chat_template: bool = True
     cpu_threads: int | None = Field(default=None, ge=1)
-    # auto: bf16 weights on CUDA, fp32 on CPU; bf16 on CPU runs the model under bf16 autocast
-    # (measured in docs/BENCHMARKS.md: faster, codes agree closely with fp32).
+    # auto: bf16 weights on CUDA; on CPU bf16 autocast only where a probe forward at start-up
+    # measured it faster (native avx512_bf16/amx_bf16: ~2x), else fp32 (without native bf16 it
+    # is ~6x slower). bf16 forces autocast on CPU. docs/BENCHMARKS.md, "Precision on CPU".
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Tokens the FVE/L0 sanity check looks at on the first batches (0 turns it off).
     sanity_tokens: int = Field(default=4_096, ge=0)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from saewatch.app import App
 from saewatch.config import ComparisonSpec, Settings
+from saewatch.datasets import alpaca_events
 from saewatch.models import ComparisonResult, LLMEvent
-from saewatch.source.alpaca import load_alpaca
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ def demo_events(plan: DemoPlan) -> list[LLMEvent]:
     random.Random(plan.seed).shuffle(indices)
     half = len(indices) // 2
     n = min(plan.events_per_version, half)
-    baseline = load_alpaca(plan.baseline, version="v1", model_id=DEMO_MODEL_ID,
+    baseline = alpaca_events(plan.baseline, version="v1", model_id=DEMO_MODEL_ID,
                            indices=indices[:half][:n])
-    candidate = load_alpaca(plan.candidate, version="v2", model_id=DEMO_MODEL_ID,
+    candidate = alpaca_events(plan.candidate, version="v2", model_id=DEMO_MODEL_ID,
                             indices=indices[half:][:n], start=baseline[-1].timestamp)
     return baseline + candidate
 

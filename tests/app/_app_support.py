@@ -17,8 +17,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encode"))
 
+from saewatch.datasets import alpaca_events  # noqa: E402
 from saewatch.models import LLMEvent  # noqa: E402
-from saewatch.source.alpaca import load_alpaca  # noqa: E402
 from saewatch.source.testing import free_port  # noqa: E402
 from saewatch.state.snapshot import SnapshotStore  # noqa: E402
 
@@ -28,9 +28,9 @@ STEP_TIMEOUT_S = 240
 
 def pair_events(n_per_version: int) -> list[LLMEvent]:
     """v1 = gpt4_1106_preview on even prompts, v2 = its verbose variant on odd prompts."""
-    v1 = load_alpaca("gpt4_1106_preview", version="v1", model_id="bot",
+    v1 = alpaca_events("gpt4_1106_preview", version="v1", model_id="bot",
                      indices=range(0, 2 * n_per_version, 2))
-    v2 = load_alpaca("gpt4_1106_preview_verbose", version="v2", model_id="bot",
+    v2 = alpaca_events("gpt4_1106_preview_verbose", version="v2", model_id="bot",
                      indices=range(1, 2 * n_per_version, 2), start=v1[-1].timestamp)
     return v1 + v2
 

@@ -14,8 +14,8 @@ import yaml
 from _app_support import serving, start, wait_for
 
 from export.prometheus_harness import PrometheusServer, fast_rules, prometheus_binary
+from saewatch.datasets import alpaca_events
 from saewatch.encode.default import default_sae_dir
-from saewatch.source.alpaca import load_alpaca
 from saewatch.source.testing import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.slow]
@@ -30,8 +30,8 @@ def _pair(baseline: str, candidate: str, model_id: str, versions: tuple[str, str
     """``baseline`` answers one random half of the prompts, ``candidate`` the other."""
     indices = list(range(805))
     random.Random(5).shuffle(indices)
-    a = load_alpaca(baseline, version=versions[0], model_id=model_id, indices=indices[:n])
-    b = load_alpaca(candidate, version=versions[1], model_id=model_id, indices=indices[n:2 * n],
+    a = alpaca_events(baseline, version=versions[0], model_id=model_id, indices=indices[:n])
+    b = alpaca_events(candidate, version=versions[1], model_id=model_id, indices=indices[n:2 * n],
                     start=a[-1].timestamp)
     return a + b
 
@@ -45,7 +45,7 @@ def test_drift_alert_fires_for_a_drifting_pair_and_not_for_a_a(
     topic = kafka_cluster.create_topic(1, prefix="e2e")  # one partition: the stream's order
     # A real behaviour change (claude-2.1 asked to be concise), and an A/A pair of one model.
     drifting = _pair("claude-2.1", "claude-2.1_concise", "bot", ("v1", "v2"), EVENTS_PER_VERSION)
-    steady = _pair("gpt4_1106_preview", "gpt4_1106_preview", "steady", ("a1", "a2"),
+    steady = _pair("claude-2.1", "claude-2.1", "steady", ("a1", "a2"),
                    EVENTS_PER_VERSION)
     # Interleave the two applications, each in its own time order, as a shared topic would.
     messages = [(e.event_id.encode(), e.model_dump_json().encode())

@@ -114,7 +114,7 @@ def test_known_version_pairs_differ_clearly(codes: dict, baseline: str, candidat
 
 
 def test_report_through_monitor_state_has_labels_and_real_examples(codes: dict) -> None:
-    from saewatch.encode.corpus import load_alpaca
+    from saewatch.datasets import read_alpaca
     from saewatch.encode.labels import load_labels
 
     baseline, candidate = PAIRS[1]
@@ -123,9 +123,9 @@ def test_report_through_monitor_state_has_labels_and_real_examples(codes: dict) 
     first, second = halves(len(ca), 0)
     state = MonitorState(StateSettings(retrieval_capacity=1_000))
     for model, c, rows in ((baseline, ca, first), (candidate, cb, second)):
-        texts = load_alpaca(model)
+        texts = {r.index: r.output for r in read_alpaca(model)}
         state.update(as_batch(subset(c, rows), model, model, chosen[rows].tolist(), encoder_id,
-                              d, texts=[texts[int(i)].output for i in chosen[rows]]))
+                              d, texts=[texts[int(i)] for i in chosen[rows]]))
     labels = {f.feature: f.label for f in load_labels(default_labels_path(), d).features}
     spec = ComparisonSpec(model_id="alpaca_eval", baseline=baseline, candidate=candidate)
     report = build_report(state.version_counts(), state.counts,

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.corpus import held_out_texts, is_held_out_instruction, load_alpaca
+from saewatch.datasets import read_alpaca
+from saewatch.encode.corpus import held_out_texts, is_held_out_instruction
 from saewatch.encode.default import REPORT_FILE, default_labels_path, default_sae_dir
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.labels import labels_for_settings
@@ -76,21 +77,21 @@ def _doc_freq(encoder: SAEEncoder, texts: list[str]) -> np.ndarray:
     return np.bincount(codes.indices, minlength=encoder.d_sae) / len(texts)
 
 
-def test_verbose_vs_concise_differs_far_more_than_two_halves_of_one_model(
+def test_default_vs_concise_differs_far_more_than_two_halves_of_one_model(
     encoder: SAEEncoder,
 ) -> None:
     rows = [i for i in range(805) if is_held_out_instruction(i)][: N_SEMANTIC * 2]
-    verbose = load_alpaca("gpt4_1106_preview_verbose")
-    concise = load_alpaca("gpt4_1106_preview_concise")
+    default = {r.index: r.output for r in read_alpaca("claude-2.1")}
+    concise = {r.index: r.output for r in read_alpaca("claude-2.1_concise")}
     random.Random(0).shuffle(rows)
     first, second = rows[:N_SEMANTIC], rows[N_SEMANTIC:]
-    f_verbose_a = _doc_freq(encoder, [verbose[i].output for i in first])
-    f_verbose_b = _doc_freq(encoder, [verbose[i].output for i in second])
-    f_concise = _doc_freq(encoder, [concise[i].output for i in second])
+    f_default_a = _doc_freq(encoder, [default[i] for i in first])
+    f_default_b = _doc_freq(encoder, [default[i] for i in second])
+    f_concise = _doc_freq(encoder, [concise[i] for i in second])
     # Features whose document frequency differs beyond sampling noise (two-proportion z > 4,
     # about 3e-5 false positives per feature): many for a real behaviour change, ~none for A/A.
-    between = _n_significant(f_verbose_a, f_concise, N_SEMANTIC)
-    within = _n_significant(f_verbose_a, f_verbose_b, N_SEMANTIC)
+    between = _n_significant(f_default_a, f_concise, N_SEMANTIC)
+    within = _n_significant(f_default_a, f_default_b, N_SEMANTIC)
     assert between >= 5 and between >= 4 * max(within, 1), f"between={between} within={within}"
 
 

@@ -1,20 +1,18 @@
 """Hand-built, realistic drift reports for the export tests (data, not mocks).
 
-The drifting report describes gpt4_1106_preview -> gpt4_1106_preview_verbose (the shared data's
+The drifting report describes gpt4_1106_preview -> gpt4_1106_preview_verbose (the test data's
 pair with a known, real behavioural change: longer, more structured answers) with snippets taken
 from those models' real AlpacaEval outputs; the A/A report compares a version with itself.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
-import os
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+from saewatch.datasets import read_alpaca
 from saewatch.export.metrics import PipelineMetrics
 from saewatch.models import (
     ClusterShare,
@@ -58,16 +56,10 @@ DOWN = [
 ]
 
 
-def data_dir() -> Path:
-    """The shared data folder (``../shared/data`` beside the project, or SAEWATCH_DATA_DIR)."""
-    return Path(os.environ.get("SAEWATCH_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
-
-
 @cache
 def outputs(model: str) -> tuple[str, ...]:
-    path = data_dir() / "alpaca_eval" / f"{model}.json.gz"
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return tuple(row["output"] for row in json.load(fh))
+    """The model's responses in instruction order (the test data holds the first 200)."""
+    return tuple(row.output for row in read_alpaca(model))
 
 
 def _snippets(model: str, start: int, n: int = 2) -> tuple[Snippet, ...]:
@@ -100,8 +92,8 @@ def _delta(
         q_value=min(1.0, 1e-10 * 6**rank),
         direction="up" if fc > fb else "down",
         # The same prompts answered by both versions, so the page shows them side by side.
-        examples_baseline=_snippets(BASELINE, feature % 800),
-        examples_candidate=_snippets(CANDIDATE, feature % 800),
+        examples_baseline=_snippets(BASELINE, feature % 198),
+        examples_candidate=_snippets(CANDIDATE, feature % 198),
     )
 
 

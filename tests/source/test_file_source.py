@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from saewatch.config import Settings
+from saewatch.datasets import alpaca_events
 from saewatch.models import LLMEvent
-from saewatch.source.alpaca import load_alpaca
 from saewatch.source.exceptions import OffsetRegressionError, ReplayFileError, SourceClosedError
 from saewatch.source.file import FileSource, read_events, write_events
 
 
 @pytest.fixture
 def events() -> list[LLMEvent]:
-    return load_alpaca("claude-2.1_concise", limit=12)
+    return alpaca_events("claude-2.1_concise", limit=12)
 
 
 @pytest.fixture

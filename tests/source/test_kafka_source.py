@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from saewatch.config import Settings
+from saewatch.datasets import alpaca_events
 from saewatch.models import SourceBatch
-from saewatch.source.alpaca import load_alpaca
 from saewatch.source.deadletter import ERROR_CLASSES
 from saewatch.source.exceptions import OffsetRegressionError
 from saewatch.source.ingest import IngestResult, ingest
@@ -72,7 +72,7 @@ def _collect(
 def test_every_record_is_accounted_for(kafka_cluster: KafkaCluster) -> None:
     topic = kafka_cluster.create_topic(partitions=3)
     settings = _settings(kafka_cluster, topic)
-    events = load_alpaca("gpt4_1106_preview", limit=120, seed=7)
+    events = alpaca_events("gpt4_1106_preview", limit=120, seed=7)
     producer = connect_producer(settings.kafka, timeout_s=30)
     publish(events, producer, topic, progress=False)
     producer.close()
@@ -141,7 +141,7 @@ def test_every_record_is_accounted_for(kafka_cluster: KafkaCluster) -> None:
 def test_restart_resumes_after_the_last_commit(kafka_cluster: KafkaCluster) -> None:
     topic = kafka_cluster.create_topic(partitions=1)
     settings = _settings(kafka_cluster, topic)
-    events = load_alpaca("claude-2.1", limit=40)
+    events = alpaca_events("claude-2.1", limit=40)
     producer = connect_producer(settings.kafka, timeout_s=30)
     publish(events, producer, topic, progress=False)
     producer.close()
@@ -202,7 +202,7 @@ def test_two_members_split_partitions_and_see_each_event_once(kafka_cluster: Kaf
     sources = [KafkaSource(settings, connect_timeout_s=30) for _ in range(2)]
     try:
         _wait_for_split(sources, 4)
-        events = load_alpaca("Mistral-7B-Instruct-v0.2", limit=200, seed=1)
+        events = alpaca_events("Mistral-7B-Instruct-v0.2", limit=200, seed=1)
         producer = connect_producer(sources[0].settings.kafka, timeout_s=30)
         publish(events, producer, topic, progress=False)
         producer.close()

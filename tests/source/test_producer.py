@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from saewatch.datasets import alpaca_events
 from saewatch.models import LLMEvent
 from saewatch.source.admin import ensure_topics
-from saewatch.source.alpaca import load_alpaca
 from saewatch.source.producer import Progress, connect_producer, publish
 from saewatch.source.testing import KafkaCluster
 
@@ -18,7 +18,7 @@ from saewatch.source.testing import KafkaCluster
 def test_publish_round_trip_keyed_by_event_id(kafka_cluster: KafkaCluster) -> None:
     topic = kafka_cluster.create_topic(partitions=3, dlq=False)
     settings = kafka_cluster.settings(topic)
-    events = load_alpaca("zephyr-7b-beta", limit=45, seed=2)
+    events = alpaca_events("claude-2.1_concise", limit=45, seed=2)
     producer = connect_producer(settings.kafka, timeout_s=30)
     try:
         result = publish(events, producer, topic, progress=False)
@@ -41,7 +41,7 @@ def test_publish_keyed_by_model_id_keeps_one_partition(kafka_cluster: KafkaClust
     settings = kafka_cluster.settings(topic)
     assert ensure_topics(settings.kafka, {topic: 4}) == [topic]
     assert ensure_topics(settings.kafka, {topic: 4}) == []  # idempotent
-    events = load_alpaca("vicuna-13b", model_id="helpdesk", limit=20)
+    events = alpaca_events("NullModel", model_id="helpdesk", limit=20)
     producer = connect_producer(settings.kafka, timeout_s=30)
     try:
         result = publish(events, producer, topic, key_by="model_id", progress=False)

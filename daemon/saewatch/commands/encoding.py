@@ -98,8 +98,9 @@ def configure_train_sae(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
-        default="bf16",
-        help="model precision while extracting activations (default: %(default)s)",
+        default="auto",
+        help="model precision while extracting activations (default: %(default)s: bf16 "
+        "where this CPU measured it faster, else fp32; bf16 weights on CUDA)",
     )
 
 

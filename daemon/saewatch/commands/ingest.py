@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 def _alpaca_events(args: argparse.Namespace) -> list[LLMEvent]:
-    from saewatch.source.alpaca import load_alpaca
+    from saewatch.datasets import alpaca_events
 
-    return load_alpaca(
+    return alpaca_events(
         args.alpaca,
         version=args.version_name,
         model_id=args.model_id,
@@ -34,8 +34,9 @@ def _alpaca_events(args: argparse.Namespace) -> list[LLMEvent]:
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     """Publish events to the events topic (kafka.topic): a JSONL file of events, or an AlpacaEval
     model's responses from the shared data. Every event is acknowledged (acks=all)."""
+    from saewatch.datasets import DatasetError
     from saewatch.source.admin import ensure_topics
-    from saewatch.source.exceptions import DatasetError, ReplayFileError, SourceError
+    from saewatch.source.exceptions import ReplayFileError, SourceError
     from saewatch.source.file import read_events
     from saewatch.source.producer import connect_producer, publish
 
@@ -71,7 +72,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export_events(args: argparse.Namespace, settings: Settings) -> int:
     """Write an AlpacaEval model's responses as JSONL events (to a file or standard output)."""
-    from saewatch.source.exceptions import DatasetError
+    from saewatch.datasets import DatasetError
     from saewatch.source.file import write_events
 
     try:
@@ -144,12 +145,14 @@ def _open_source(
 
 
 def _configure_alpaca(parser: argparse.ArgumentParser, required: bool) -> None:
-    group = parser.add_argument_group("AlpacaEval data (../shared/data, or SAEWATCH_DATA_DIR)")
+    group = parser.add_argument_group(
+        "AlpacaEval data ($SAEWATCH_DATA_DIR, else the shipped sample: claude-2.1, "
+        "claude-2.1_concise, NullModel)")
     group.add_argument(
         "--alpaca",
         metavar="MODEL",
         required=required,
-        help="model whose outputs to use, e.g. gpt4_1106_preview (a file alpaca_eval/MODEL.json.gz)",
+        help="model whose outputs to use, e.g. claude-2.1 (a file alpaca_eval/MODEL.json.gz)",
     )
     group.add_argument(
         "--version",

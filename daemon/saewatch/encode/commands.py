@@ -18,7 +18,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.corpus import alpaca_events, training_texts
+from saewatch.datasets import alpaca_events
+from saewatch.encode.corpus import training_texts
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.exceptions import EncodeError
 from saewatch.encode.labels import FeatureLabels, build_labels, labels_for_settings

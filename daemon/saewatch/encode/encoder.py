@@ -28,7 +28,8 @@ from saewatch.encode.default import DEFAULT_MODEL_NAME
 from saewatch.encode.exceptions import SaeLoadError
 from saewatch.encode.health import DEFAULT_SANITY_TOKENS, EncoderHealth, SanityCheck
 from saewatch.encode.model import load_language_model, parse_hook_name
-from saewatch.encode.reader import ActivationReader, Precision, TokenBatch, resolve_device
+from saewatch.encode.precision import Precision
+from saewatch.encode.reader import ActivationReader, TokenBatch, resolve_device
 from saewatch.encode.sae import LoadedSae, SaeExpectations, load_sae
 from saewatch.encode.text import TokenizedText
 from saewatch.models import FeatureBatch, LLMEvent, SparseCodes, TextField

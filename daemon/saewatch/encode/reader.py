@@ -7,11 +7,10 @@ embedding baseline, so all three see exactly the same activations.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,16 +25,24 @@ from saewatch.encode.model import (
     run_to_hook,
     truncate_to_hook,
 )
+from saewatch.encode.precision import (
+    ConcretePrecision,
+    Precision,
+    PrecisionChoice,
+    choose_cpu_precision,
+)
 from saewatch.encode.text import TextTokenizer, TokenizedText
 from saewatch.models import TextField
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16"]
 T = TypeVar("T")
 # A batch never holds more documents than this, however short: bounds per-batch Python work
 # and the dense [batch, d_sae] pooling buffer.
 MAX_DOCS_PER_BATCH = 512
+# The precision probe's forward: long enough to be timed reliably (~0.1-0.3 s on 2 cores for
+# the default model), short enough to add well under two seconds to start-up.
+PROBE_SHAPE = (2, 128)
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,10 @@ class ActivationReader:
     device
         ``auto``, ``cpu`` or ``cuda``.
     precision
-        ``auto``: bf16 weights on CUDA, fp32 on CPU; ``bf16`` on CPU uses bf16 autocast.
+        ``auto``: bf16 weights on CUDA; on CPU bf16 autocast where it measured faster than fp32
+        on this CPU, else fp32 (:mod:`saewatch.encode.precision`). ``bf16`` on CPU always
+        uses bf16 autocast, ``fp32`` never. ``precision`` then holds the concrete choice and
+        ``precision_choice`` the reason.
     max_tokens_per_text, max_tokens_per_batch, use_chat_template
         As in :class:`saewatch.config.EncodeSettings`.
     early_exit
@@ -117,7 +127,7 @@ class ActivationReader:
     ) -> None:
         self.hook = hook
         self.device = resolve_device(device)
-        self.precision: Precision = precision
+        self.requested_precision: Precision = precision
         self.max_tokens_per_batch = max_tokens_per_batch
         self.text = TextTokenizer(tokenizer, max_tokens_per_text, use_chat_template)
         longest = max(len(self.text.prefix("prompt")), len(self.text.prefix("response")))
@@ -134,16 +144,38 @@ class ActivationReader:
         self.n_layers_kept = (
             truncate_to_hook(self._base, hook) if early_exit else self.n_layers_total
         )
-        self._autocast = self.device.type == "cpu" and precision == "bf16"
         weights_bf16 = self.device.type == "cuda" and precision != "fp32"
         self._base.to(device=self.device, dtype=torch.bfloat16 if weights_bf16 else torch.float32)
         self._base.eval()
         self._module = hook_module(self._base, hook)
         pad = getattr(tokenizer, "pad_token_id", None)
         self._pad_id = int(pad) if pad is not None else 0
+        self.precision_choice = self._choose_precision(precision, weights_bf16)
+        self.precision: ConcretePrecision = self.precision_choice.precision
+        self._autocast = self.device.type == "cpu" and self.precision == "bf16"
+        logger.info("encoder precision %s on %s: %s", self.precision, self.device.type,
+                    self.precision_choice.reason)
         self.d_model = int(self._base.config.hidden_size)
         # The budget shrinks after a CUDA out-of-memory error, so later batches fit at once.
         self._token_budget = max_tokens_per_batch
+
+    def _choose_precision(self, requested: Precision, weights_bf16: bool) -> PrecisionChoice:
+        if weights_bf16:
+            return PrecisionChoice("bf16", f"bf16 weights on {self.device.type}")
+        if requested != "auto":
+            return PrecisionChoice(requested, f"encode.precision={requested}")
+        if self.device.type != "cpu":
+            return PrecisionChoice("fp32", f"fp32 on {self.device.type}")
+        vocab = int(getattr(self._base.config, "vocab_size", 1000))
+        ids = torch.arange(PROBE_SHAPE[0] * PROBE_SHAPE[1]).remainder(vocab).view(PROBE_SHAPE)
+        mask = torch.ones_like(ids)
+
+        def run(precision: ConcretePrecision) -> None:
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+            with torch.inference_mode(), autocast:
+                run_to_hook(self._base, self._module, ids, mask)
+
+        return choose_cpu_precision(run)
 
     def tokenize(self, texts: Sequence[str], field: TextField) -> list[TokenizedText]:
         return self.text.tokenize(texts, field)
@@ -194,11 +226,7 @@ class ActivationReader:
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention[row, : len(ids)] = 1
             text_mask[row, docs[i].start : len(ids)] = True
-        autocast = (
-            torch.autocast("cpu", dtype=torch.bfloat16)
-            if self._autocast
-            else contextlib.nullcontext()
-        )
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast)
         with torch.inference_mode(), autocast:
             acts = run_to_hook(
                 self._base,

@@ -19,7 +19,8 @@ import torch
 from saewatch.encode.corpus import HELD_OUT_EVERY, held_out_texts, training_texts
 from saewatch.encode.default import DEFAULT_MODEL_NAME, REPORT_FILE
 from saewatch.encode.model import HookPoint, load_language_model
-from saewatch.encode.reader import ActivationReader, Precision
+from saewatch.encode.precision import Precision
+from saewatch.encode.reader import ActivationReader
 from saewatch.encode.train import (
     ActivationSet,
     TrainConfig,
@@ -45,7 +46,7 @@ class TrainSaeOptions:
     train_tokens: int = 1_000_000
     held_out_tokens: int = 60_000
     max_tokens_per_text: int = 256
-    precision: Precision = "bf16"
+    precision: Precision = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -27,9 +27,5 @@ class ReplayFileError(SourceError):
     """A JSONL replay file is missing or unreadable; check the path (source.path / --file)."""
 
 
-class DatasetError(SourceError):
-    """The AlpacaEval data is missing or malformed; set SAEWATCH_DATA_DIR or check the name."""
-
-
 class ProduceError(SourceError):
     """Publishing events failed; check the broker and the topic (the message names both)."""

@@ -1,0 +1,129 @@
+"""Which precision the model runs in on this machine: measured, never assumed.
+
+On CUDA ``auto`` means bf16 weights. On CPU bf16 autocast is only fast where the CPU has native
+bf16 instructions (``avx512_bf16`` or ``amx_bf16``): on one such machine it encoded 1.8-2.0x
+faster than fp32, on an AVX2-only CPU 6x *slower* (emulated). So ``auto`` on CPU reads the CPU
+flags and, where bf16 is native, times one short forward of the real model both ways before
+choosing; without native bf16 it picks fp32 without timing anything. The choice and its figures
+are logged and kept on the reader (``ActivationReader.precision_choice``).
+
+Dynamic int8 quantization of the linear layers (``torch.ao.quantization.quantize_dynamic``) was
+measured too and is not offered: no faster than fp32 and codes Jaccard 0.74 against fp32
+(docs/BENCHMARKS.md, "Precision on CPU").
+
+>>> choose_cpu_precision(lambda p: None, flags=frozenset({"avx2", "fma"})).precision
+'fp32'
+>>> now = [0.0]
+>>> def run(precision): now[0] += {"fp32": 0.30, "bf16": 0.15}[precision]
+>>> choice = choose_cpu_precision(run, flags=frozenset({"amx_bf16"}), clock=lambda: now[0])
+>>> choice.precision, round(choice.speedup or 0, 1)
+('bf16', 2.0)
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16"]
+ConcretePrecision = Literal["fp32", "bf16"]
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# bf16 must win by this much to be chosen: below it the timing noise of a loaded 2-core machine
+# could pick either, and fp32 is the exact one.
+MIN_BF16_SPEEDUP = 1.15
+# Timed forwards per precision after one warm-up each; alternated so a load change hits both.
+PROBE_REPEATS = 2
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What ``auto`` chose, and why (the figures behind it when it measured)."""
+
+    precision: ConcretePrecision
+    reason: str
+    flags: tuple[str, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> float | None:
+        """fp32 time / bf16 time of the probe, when it ran."""
+        if "fp32" in self.seconds and self.seconds.get("bf16"):
+            return self.seconds["fp32"] / self.seconds["bf16"]
+        return None
+
+
+def _cpuinfo_field(names: tuple[str, ...], cpuinfo: Path) -> str | None:
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in names:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``); empty where that file is absent."""
+    return frozenset((_cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())  # x86, arm
+
+
+def cpu_name(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name as the kernel reports it (for benchmark records)."""
+    return _cpuinfo_field(("model name", "Model"), cpuinfo) or "unknown CPU"
+
+
+def choose_cpu_precision(
+    run: Callable[[ConcretePrecision], None],
+    flags: frozenset[str] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PrecisionChoice:
+    """Pick fp32 or bf16 autocast for CPU inference.
+
+    Parameters
+    ----------
+    run
+        Runs one short forward of the real model in the given precision.
+    flags
+        CPU flags (default: :func:`cpu_flags`).
+    clock
+        Seconds, for the timing (injectable for tests).
+    """
+    flags = cpu_flags() if flags is None else flags
+    native = sorted(flags & NATIVE_BF16_FLAGS)
+    if not native:
+        return PrecisionChoice("fp32", "no native bf16 on this CPU (avx512_bf16/amx_bf16 absent)")
+    samples: dict[ConcretePrecision, list[float]] = {"fp32": [], "bf16": []}
+    for precision in samples:
+        run(precision)  # warm-up: first calls pay for kernel selection and allocation
+    for _ in range(PROBE_REPEATS):
+        for precision, times in samples.items():
+            start = clock()
+            run(precision)
+            times.append(clock() - start)
+    seconds = {p: statistics.median(t) for p, t in samples.items()}
+    speedup = seconds["fp32"] / seconds["bf16"] if seconds["bf16"] > 0 else 0.0
+    chosen: ConcretePrecision = "bf16" if speedup >= MIN_BF16_SPEEDUP else "fp32"
+    reason = (f"native bf16 ({', '.join(native)}); probe forward fp32 {seconds['fp32']:.3f} s, "
+              f"bf16 {seconds['bf16']:.3f} s: bf16 {speedup:.2f}x "
+              f"(chosen when >= {MIN_BF16_SPEEDUP}x)")
+    return PrecisionChoice(chosen, reason, tuple(native), dict(seconds))
+
+
+__all__ = [
+    "ConcretePrecision",
+    "Precision",
+    "PrecisionChoice",
+    "choose_cpu_precision",
+    "cpu_flags",
+    "cpu_name",
+]
