@@ -8,7 +8,8 @@ PYTEST_ARGS ?=
 .PHONY: venv system-deps demo test bench bench-detect kafka-up kafka-down lint schema clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# A venv left half-made (an interrupted first run: python but no pip) is made anew.
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade uv
 	# uv reuses its wheel cache, so a fresh clone does not download torch again.
 	$(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
@@ -18,9 +19,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The demo goes through the local Kafka broker when Java and Maven are there, else through a file.
+# The demo goes through the local Kafka broker (a JDK and Maven are installed when missing and
+# apt can), else through a file.
 DEMO_ARGS ?=
 demo: venv
+	@deploy/tools/install-test-deps.sh --broker || echo "could not install a JDK and Maven"
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
 		deploy/kafka/start.sh && $(BIN)/saewatch demo $(DEMO_ARGS); \
 	else \
@@ -28,8 +31,10 @@ demo: venv
 		$(BIN)/saewatch demo --no-kafka $(DEMO_ARGS); \
 	fi
 
+# JDK, Maven, Prometheus, Chromium, the docker client (Debian packages) and kustomize, compose,
+# a promtool with Kubernetes SD (built from Go modules): each only when missing.
 system-deps:
-	deploy/prometheus/install-deps.sh
+	deploy/tools/install-test-deps.sh
 
 test: venv system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

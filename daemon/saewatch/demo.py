@@ -1,9 +1,12 @@
 """``saewatch demo``: a real version pair replayed through the whole pipeline.
 
 The baseline version answers one half of the AlpacaEval prompts, the candidate the other half
-(two versions never see identical traffic in production). Events go through the local Kafka
-broker (or, with ``--no-kafka``, through a JSONL file), the daemon encodes and diffs them, and the
-demo prints the report page and ``/metrics`` URLs and the first verdict with its top features.
+(two versions never see identical traffic in production). By default the two arrive interleaved,
+as a canary deployment would see them (``--arrival release``: every baseline event first, then
+the candidate's, as after a release). Events go through the local Kafka broker (or, with
+``--no-kafka``, through a JSONL file), the daemon encodes and diffs them, and the demo prints the
+report page and ``/metrics`` URLs, a status line with both sides' counts every few seconds, and
+the first verdict with its top features. The data is the demo sample shipped with saewatch.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from saewatch.app import App
 from saewatch.config import ComparisonSpec, Settings
 from saewatch.datasets import alpaca_events
-from saewatch.models import ComparisonResult, LLMEvent
+from saewatch.models import ComparisonResult, DriftReport, LLMEvent
 
 logger = logging.getLogger(__name__)
 
@@ -28,31 +32,52 @@ DEMO_MODEL_ID = "assistant"
 WATCH_INTERVAL_S = 5.0
 
 
+# Events per poll in the demo: the report (and the status line) refreshes between two polls, so
+# small polls keep the printout moving on a CPU that encodes a few events a second.
+DEMO_BATCH_SIZE = 16
+BAR_WIDTH = 20
+Arrival = Literal["canary", "release"]
+
+
 @dataclass(frozen=True)
 class DemoPlan:
     baseline: str
     candidate: str
     events_per_version: int
     seed: int = 0
+    arrival: Arrival = "canary"
+
+    def describe(self) -> str:
+        return ("interleaved, as a canary deployment sees them" if self.arrival == "canary"
+                else "every v1 event first, then v2's, as after a release")
 
 
 def demo_events(plan: DemoPlan) -> list[LLMEvent]:
-    """Baseline events on one random half of the prompts, then candidate events on the other."""
+    """Baseline events on one random half of the prompts, candidate events on the other,
+    interleaved one by one (``canary``) or one version after the other (``release``)."""
     indices = list(range(805))
     random.Random(plan.seed).shuffle(indices)
     half = len(indices) // 2
     n = min(plan.events_per_version, half)
     baseline = alpaca_events(plan.baseline, version="v1", model_id=DEMO_MODEL_ID,
-                           indices=indices[:half][:n])
+                             indices=indices[:half][:n])
+    if plan.arrival == "release":
+        candidate = alpaca_events(plan.candidate, version="v2", model_id=DEMO_MODEL_ID,
+                                  indices=indices[half:][:n], start=baseline[-1].timestamp)
+        return baseline + candidate
+    # One clock for both: event k of each version arrives at second k.
     candidate = alpaca_events(plan.candidate, version="v2", model_id=DEMO_MODEL_ID,
-                            indices=indices[half:][:n], start=baseline[-1].timestamp)
-    return baseline + candidate
+                              indices=indices[half:][:n])
+    return [e for pair in zip(baseline, candidate, strict=True) for e in pair]
 
 
 def demo_settings(base: Settings, run_dir: Path, topic: str | None) -> Settings:
     """The user's settings with the demo's topic, snapshot directory and comparison."""
+    source = base.source.model_copy(
+        update={"batch_size": min(base.source.batch_size, DEMO_BATCH_SIZE)})
     updates: dict[str, object] = {
         "state": base.state.model_copy(update={"snapshot_dir": run_dir / "snapshots"}),
+        "source": source,
         "diff": base.diff.model_copy(
             update={"comparisons": [ComparisonSpec(model_id=DEMO_MODEL_ID, baseline="v1",
                                                    candidate="v2")],
@@ -60,7 +85,7 @@ def demo_settings(base: Settings, run_dir: Path, topic: str | None) -> Settings:
         ),
     }
     if topic is None:
-        updates["source"] = base.source.model_copy(
+        updates["source"] = source.model_copy(
             update={"kind": "file", "path": run_dir / "events.jsonl"}
         )
     else:
@@ -90,24 +115,59 @@ def publish_demo(settings: Settings, events: list[LLMEvent], use_kafka: bool) ->
         producer.close()
 
 
-def watch(app: App, runner: threading.Thread, deadline_s: float,
-          total: int) -> ComparisonResult | None:
-    """Wait for the configured comparison's verdict: ``drift``, or whatever it is once all
-    ``total`` events were handled; ``None`` when the deadline passes first."""
-    started = time.monotonic()
+def watch(app: App, runner: threading.Thread, deadline_s: float, total: int,
+          started: float) -> ComparisonResult | None:
+    """Print a status line every few seconds and wait for the configured comparison's verdict:
+    ``drift``, or whatever it is once all ``total`` events were handled; ``None`` when the
+    deadline passes first."""
+    loaded = False
     while runner.is_alive() and time.monotonic() - started < deadline_s:
         time.sleep(WATCH_INTERVAL_S)
-        report = app.reports.latest
-        if report is None:
+        elapsed = time.monotonic() - started
+        if not app.readiness.model_loaded:
+            _say(f"[{elapsed:5.0f}s] loading the model and SAE "
+                 "(a first run converts the GGUF weights once, ~20 s)")
             continue
-        for result in report.comparisons:
-            if result.key.kind == "versions" and result.key.candidate == "v2":
-                _say(f"[{time.monotonic() - started:5.0f}s] {result.n_baseline} baseline / "
-                     f"{result.n_candidate} candidate responses: {result.verdict}")
-                done = app.handled >= total and result.verdict != "insufficient_data"
-                if result.verdict == "drift" or done:
-                    return result
+        if not loaded:
+            loaded = True
+            _say(f"[{elapsed:5.0f}s] model and SAE ready; encoding")
+        result = _versions_result(app.reports.latest)
+        _say(status_line(elapsed, app.handled, total, app.reports.latest, result,
+                         app.settings.diff.min_documents))
+        if result is not None:
+            done = app.handled >= total and result.verdict != "insufficient_data"
+            if result.verdict == "drift" or done:
+                return result
     return None
+
+
+def _versions_result(report: DriftReport | None) -> ComparisonResult | None:
+    for result in report.comparisons if report is not None else ():
+        if result.key.kind == "versions" and result.key.candidate == "v2":
+            return result
+    return None
+
+
+def status_line(elapsed: float, handled: int, total: int, report: DriftReport | None,
+                result: ComparisonResult | None, min_documents: int) -> str:
+    """One status line: a progress bar of events handled, both sides' counts, the verdict.
+
+    >>> print(status_line(42, 60, 600, None, None, 100))
+    [   42s] [##..................]  60/600 events  v1 0 / v2 0 responses  waiting for both sides
+    """
+    filled = round(BAR_WIDTH * handled / max(total, 1))
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    counts = {v.model_version: v.documents for v in (report.versions if report else ())
+              if v.model_id == DEMO_MODEL_ID and v.field == "response"}
+    v1, v2 = counts.get("v1", 0), counts.get("v2", 0)
+    if result is None:
+        verdict = "waiting for both sides"
+    elif result.verdict == "insufficient_data":
+        verdict = f"insufficient_data (a verdict needs {min_documents} per side)"
+    else:
+        verdict = result.verdict
+    return (f"[{elapsed:5.0f}s] [{bar}] {handled:3d}/{total} events  "
+            f"v1 {v1} / v2 {v2} responses  {verdict}")
 
 
 def describe(result: ComparisonResult) -> str:
@@ -137,23 +197,27 @@ def run_demo(
     exit_after_verdict: bool,
 ) -> int:
     """Publish the pair, run the daemon, report the first verdict; serve until Ctrl+C."""
+    started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
     topic = f"saewatch-demo-{run_dir.name}" if use_kafka else None
     settings = demo_settings(base, run_dir, topic)
     events = demo_events(plan)
-    _say(f"saewatch demo: {plan.baseline} (v1) vs {plan.candidate} (v2), "
-         f"{len(events)} real AlpacaEval events via {'Kafka ' + (topic or '') if use_kafka else 'a JSONL file'}")
+    via = f"Kafka topic {topic}" if use_kafka else "a JSONL file"
+    _say(f"saewatch demo: {plan.baseline} (v1) vs {plan.candidate} (v2), {len(events)} real "
+         f"AlpacaEval responses via {via}, {plan.describe()}")
     publish_demo(settings, events, use_kafka)
     app = App(settings, stop_when_exhausted=False)
     runner = threading.Thread(target=app.run, name="saewatch-daemon", daemon=True)
     runner.start()
     url = f"http://{settings.web.listen_address}"
-    _say(f"report page: {url}/   metrics: {url}/metrics   (model loading...)")
+    _say(f"report page: {url}/   metrics: {url}/metrics")
     try:
-        result = watch(app, runner, timeout_s, len(events))
+        result = watch(app, runner, timeout_s, len(events), started)
         if result is None:
             _say("no drift verdict yet; see the report page")
             return 1 if exit_after_verdict else _serve(app, runner, url)
+        _say(f"first verdict after {time.monotonic() - started:.0f} s: {result.verdict}, at "
+             f"{result.n_baseline} v1 / {result.n_candidate} v2 responses")
         _say(describe(result))
         _say(f"\nreport page: {url}/\nmetrics:     {url}/metrics")
         return 0 if exit_after_verdict else _serve(app, runner, url)

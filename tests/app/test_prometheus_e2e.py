@@ -13,9 +13,8 @@ import pytest
 import yaml
 from _app_support import serving, start, wait_for
 
-from export.prometheus_harness import PrometheusServer, fast_rules, prometheus_binary
+from export.prometheus_harness import PrometheusServer, fast_rules
 from saewatch.datasets import alpaca_events
-from saewatch.encode.default import default_sae_dir
 from saewatch.source.testing import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.slow]
@@ -37,8 +36,6 @@ def _pair(baseline: str, candidate: str, model_id: str, versions: tuple[str, str
 
 
 @pytest.mark.timeout(ALERT_TIMEOUT_S + 300)
-@pytest.mark.skipif(prometheus_binary() is None, reason="prometheus not installed (make system-deps)")
-@pytest.mark.skipif(not (default_sae_dir() / "cfg.json").is_file(), reason="no default SAE")
 def test_drift_alert_fires_for_a_drifting_pair_and_not_for_a_a(
     tmp_path: Path, kafka_cluster
 ) -> None:

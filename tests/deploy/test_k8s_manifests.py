@@ -173,15 +173,13 @@ def test_k8s_validators_reject_mistakes() -> None:
         _validate(monitor, KUBE_VERSIONS[0])
 
 
-kustomize = shutil.which("kustomize")
-
-
-@pytest.mark.skipif(
-    kustomize is None, reason="kustomize is not installed (deploy/tools/install-validators.sh)"
-)
 @pytest.mark.parametrize("kdir", KUSTOMIZATIONS, ids=lambda p: p.name)
 def test_kustomize_build(kdir: Path) -> None:
     """The real kustomize agrees with render() and its output validates."""
+    kustomize = shutil.which("kustomize")
+    if kustomize is None:
+        pytest.fail("kustomize is not installed: run `make system-deps` "
+                    "(deploy/tools/install-validators.sh)", pytrace=False)
     if kdir == MONITORING_CONFIG and not (dashboard_files() and rule_files()):
         pytest.skip("dashboards/*.json or deploy/prometheus/rules/*.yml do not exist yet")
     cmd = [kustomize, "build", str(kdir)]

@@ -30,13 +30,11 @@ from benchmarks.quality.alpaca_codes import (  # noqa: E402
 from saewatch.config import ComparisonSpec, DiffSettings, StateSettings  # noqa: E402
 from saewatch.diff.compare import compare  # noqa: E402
 from saewatch.diff.report import build_report  # noqa: E402
-from saewatch.encode.default import REPORT_FILE, default_labels_path, default_sae_dir  # noqa: E402
+from saewatch.encode.default import default_labels_path  # noqa: E402
 from saewatch.models import ComparisonKey, FeatureCounts, SparseCodes  # noqa: E402
 from saewatch.state.monitor import MonitorState  # noqa: E402
 
 pytestmark = pytest.mark.slow
-if not (default_sae_dir() / REPORT_FILE).is_file():  # until the first trained SAE is committed
-    pytest.skip("the default SAE is not shipped yet", allow_module_level=True)
 
 SETTINGS = DiffSettings(min_documents=100)
 AA_SEEDS = (1, 2, 3)

@@ -68,7 +68,7 @@ def drifting(exporter: ExporterFactory) -> Exporter:
 def prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
     """Factory of started :class:`PrometheusServer` processes, stopped at teardown."""
     if prometheus_binary() is None:
-        pytest.skip("prometheus is not installed; run `make system-deps`")
+        pytest.fail("prometheus is not installed: run `make system-deps` (deploy/tools/install-test-deps.sh)", pytrace=False)
     servers: list[PrometheusServer] = []
 
     def start(

@@ -32,7 +32,7 @@ CHROMIUM_FLAGS = [
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     binary = shutil.which("chromium")
     if binary is None:
-        pytest.skip("chromium is not installed; run `make system-deps`")
+        pytest.fail("chromium is not installed: run `make system-deps` (deploy/tools/install-test-deps.sh)", pytrace=False)
     profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
     cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
     result = subprocess.run(cmd, capture_output=True, timeout=120, check=False)

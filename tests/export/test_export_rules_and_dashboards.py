@@ -37,7 +37,7 @@ ALERTS = {
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("promtool") is None:
-        pytest.skip("promtool is not installed; run `make system-deps`")
+        pytest.fail("promtool is not installed: run `make system-deps` (deploy/tools/install-test-deps.sh)", pytrace=False)
     return subprocess.run(
         ["promtool", *args],
         capture_output=True,

@@ -56,7 +56,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = _with_web(args, settings)
     run_dir = Path(args.run_dir) / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    plan = DemoPlan(args.baseline, args.candidate, args.events, seed=args.seed)
+    plan = DemoPlan(args.baseline, args.candidate, args.events, seed=args.seed,
+                    arrival=args.arrival)
     return run_demo(settings, plan, use_kafka=not args.no_kafka, run_dir=run_dir,
                     timeout_s=args.timeout, exit_after_verdict=args.exit_after_verdict)
 
@@ -100,6 +101,9 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=300,
                         help="events per version (at most 402: each answers half the prompts)")
     parser.add_argument("--seed", type=int, default=0, help="which prompts each version answers")
+    parser.add_argument("--arrival", choices=["canary", "release"], default="canary",
+                        help="canary: both versions' events interleaved (default); release: "
+                             "every v1 event first, then v2's")
     parser.add_argument("--no-kafka", action="store_true",
                         help="replay through a JSONL file instead of the local Kafka broker")
     parser.add_argument("--run-dir", default="var/demo", help="where the demo keeps its files")
