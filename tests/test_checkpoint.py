@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from saewatch.checkpoint import Checkpointer, OffsetRegression, OffsetTracker
+from saewatch.checkpoint import Checkpointer, OffsetTracker
 from saewatch.datasets import alpaca_events
+from saewatch.errors import OffsetRegressionError
 from saewatch.models import InvalidRecord, Record, SourceBatch, SourcePosition
 
 
@@ -26,7 +27,7 @@ def test_offsets_only_move_forward() -> None:
     tracker = OffsetTracker({("t", 0): 5})
     tracker.advance_batch(_batch([5, 7], invalid=[6]))
     assert tracker.offsets() == {("t", 0): 8} and tracker.next("t", 0) == 8
-    with pytest.raises(OffsetRegression, match=r"t\[0\]: next offset 4 is behind 8"):
+    with pytest.raises(OffsetRegressionError, match=r"t\[0\]: next offset 4 is behind 8"):
         tracker.advance(("t", 0), 4)
 
 

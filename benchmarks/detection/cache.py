@@ -112,16 +112,8 @@ class CodeStore:
     def codes(self, texts: Sequence[str]) -> SparseCodes:
         """The cached codes of ``texts``, in order (call :meth:`ensure` first)."""
         rows = [self._rows[text_key(t)] for t in texts]
-        lengths = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        return SparseCodes(
-            indptr=indptr,
-            indices=np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int32),
-            values=np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.float16),
-            n_tokens=np.asarray([r[2] for r in rows], dtype=np.int32),
-            truncated=np.asarray([r[3] for r in rows], dtype=bool),
-        )
+        return SparseCodes.from_arrays([r[0] for r in rows], [r[1] for r in rows],
+                                       [r[2] for r in rows], [r[3] for r in rows])
 
     def truncated_share(self, texts: Sequence[str]) -> float:
         """Share of (distinct) ``texts`` cut at the token budget."""

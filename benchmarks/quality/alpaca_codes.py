@@ -137,19 +137,6 @@ class CodesCache:
         tmp.replace(path)
 
 
-def subset(codes: SparseCodes, rows: np.ndarray) -> SparseCodes:
-    """The CSR rows ``rows`` of ``codes``."""
-    parts = [codes.row(int(i)) for i in rows]
-    lengths = [len(p[0]) for p in parts]
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    return SparseCodes(
-        indptr=indptr,
-        indices=np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32),
-        values=np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float16),
-        n_tokens=codes.n_tokens[rows], truncated=codes.truncated[rows])
-
-
 def as_batch(codes: SparseCodes, model: str, version: str, instructions: Sequence[int],
              encoder_id: str, d_sae: int, texts: Sequence[str] | None = None,
              model_id: str = "alpaca_eval") -> FeatureBatch:

@@ -29,7 +29,6 @@ from benchmarks.quality.alpaca_codes import (
     as_batch,
     halves,
     selected_instructions,
-    subset,
 )
 from saewatch.config import ComparisonSpec, DiffSettings, SaeRef, StateSettings
 from saewatch.diff.compare import compare
@@ -59,8 +58,8 @@ def key(a: str, b: str) -> ComparisonKey:
 def first_alarm(ca: SparseCodes, cb: SparseCodes, d: int) -> int | None:
     """Events per side at the first look (every LOOK_EVERY) where the sequential test alarms."""
     for n in range(LOOK_EVERY, min(len(ca), len(cb)) + 1, LOOK_EVERY):
-        r = compare(key("a", "b"), counts(subset(ca, np.arange(n)), d, "a"),
-                    counts(subset(cb, np.arange(n)), d, "b"), DiffSettings(min_documents=10))
+        r = compare(key("a", "b"), counts(ca.take(np.arange(n)), d, "a"),
+                    counts(cb.take(np.arange(n)), d, "b"), DiffSettings(min_documents=10))
         if r.sequential_alarm:
             return n
     return None
@@ -85,7 +84,7 @@ def pair_report(cache: CodesCache, labels: dict[int, str], baseline: str,
     for model, rows in ((baseline, first), (candidate, second)):
         c, _, d = cache.codes(model, chosen)
         texts = read_alpaca(model)
-        parts[model] = subset(c, rows)
+        parts[model] = c.take(rows)
         state.update(as_batch(parts[model], model, model, chosen[rows].tolist(), encoder_id, d,
                               texts=[texts[int(i)].output for i in chosen[rows]]))
     spec = ComparisonSpec(model_id="alpaca_eval", baseline=baseline, candidate=candidate)
@@ -110,7 +109,7 @@ def aa_calibration(cache: CodesCache, dense: bool) -> dict:
         x = cache.dense(model, chosen) if dense else None
         for seed in AA_SEEDS:
             a, b = halves(len(c), seed)
-            r = compare(key("a", "b"), counts(subset(c, a), d, "a"), counts(subset(c, b), d, "b"),
+            r = compare(key("a", "b"), counts(c.take(a), d, "a"), counts(c.take(b), d, "b"),
                         SETTINGS)
             rows.append({"model": model, "seed": seed, "n_significant": r.n_significant,
                          "alarm": r.sequential_alarm, "drift_score": r.drift_score,
@@ -119,7 +118,7 @@ def aa_calibration(cache: CodesCache, dense: bool) -> dict:
                 fired, ps = dense_any_look(x[a], x[b])
                 dense_streams.append({"model": model, "seed": seed, "mmd_any_look": fired,
                                       "mmd_p": ps,
-                                      "saewatch_alarm": first_alarm(subset(c, a), subset(c, b), d)})
+                                      "saewatch_alarm": first_alarm(c.take(a), c.take(b), d)})
     return {"runs": rows, "dense_streams": dense_streams}
 
 

@@ -17,16 +17,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from saewatch.errors import SaewatchError
-from saewatch.models import SourceBatch, SourcePosition
+from saewatch.errors import OffsetRegressionError
+from saewatch.models import SourceBatch, SourcePosition, TopicPartition
 
 logger = logging.getLogger(__name__)
-
-TopicPartition = tuple[str, int]
-
-
-class OffsetRegression(SaewatchError):
-    """An offset went backwards within one run: a bug in the source; restart from the snapshot."""
 
 
 class _Snapshotting(Protocol):
@@ -51,7 +45,7 @@ class OffsetTracker:
 
     def advance(self, tp: TopicPartition, next_offset: int) -> None:
         if next_offset < self._next.get(tp, 0):
-            raise OffsetRegression(
+            raise OffsetRegressionError(
                 f"{tp[0]}[{tp[1]}]: next offset {next_offset} is behind {self._next[tp]}"
             )
         self._next[tp] = next_offset

@@ -10,3 +10,8 @@ class SaewatchError(Exception):
 
 class ConfigError(SaewatchError):
     """The configuration is invalid; the message names the setting and how to fix it (exit 2)."""
+
+
+class OffsetRegressionError(SaewatchError):
+    """An offset went backwards (a commit below one already made, or a tracker asked to move
+    back): a bug in the caller or the source; restart from the latest snapshot."""

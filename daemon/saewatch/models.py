@@ -30,6 +30,9 @@ from pydantic import (
 )
 
 TextField = Literal["prompt", "response"]
+# (topic, partition): the one key of a partition everywhere in saewatch (sources, offsets,
+# checkpoints); kafka-python's own TopicPartition stays inside the Kafka source.
+TopicPartition = tuple[str, int]
 TEXT_FIELDS: tuple[TextField, ...] = ("prompt", "response")
 
 # Bounds on metadata keep per-event memory and label cardinality predictable.
@@ -197,8 +200,8 @@ class SparseCodes(BaseModel):
         cls,
         indices: Sequence[np.ndarray],
         values: Sequence[np.ndarray],
-        n_tokens: Sequence[int],
-        truncated: Sequence[bool],
+        n_tokens: Sequence[int] | np.ndarray,
+        truncated: Sequence[bool] | np.ndarray,
     ) -> SparseCodes:
         """One row per pair of arrays (feature ids, their values), e.g. one per document.
 
@@ -226,16 +229,17 @@ class SparseCodes(BaseModel):
         lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
         return self.indices[lo:hi], self.values[lo:hi]
 
-    def take(self, rows: Sequence[int]) -> SparseCodes:
-        """The given rows, in the given order."""
-        return SparseCodes.concat([self._one(i) for i in rows]) if rows else self._empty()
+    def take(self, rows: Sequence[int] | np.ndarray) -> SparseCodes:
+        """The given rows, in the given order (a list or an integer array).
 
-    def _one(self, i: int) -> SparseCodes:
-        idx, val = self.row(i)
-        return SparseCodes(
-            indptr=np.array([0, len(idx)], dtype=np.int64), indices=idx, values=val,
-            n_tokens=self.n_tokens[i : i + 1], truncated=self.truncated[i : i + 1],
-        )
+        >>> c = SparseCodes.from_rows([[1], [2, 3], []], [[0.5], [1.0, 2.0], []])
+        >>> c.take(np.array([1, 0])).indices.tolist()
+        [2, 3, 1]
+        """
+        picked = [int(i) for i in rows]
+        parts = [self.row(i) for i in picked]
+        return SparseCodes.from_arrays([p[0] for p in parts], [p[1] for p in parts],
+                                       self.n_tokens[picked], self.truncated[picked])
 
     @staticmethod
     def _empty() -> SparseCodes:

@@ -24,7 +24,6 @@ from benchmarks.quality.alpaca_codes import (  # noqa: E402
     as_batch,
     halves,
     selected_instructions,
-    subset,
 )
 
 from saewatch.config import ComparisonSpec, DiffSettings, StateSettings  # noqa: E402
@@ -63,8 +62,8 @@ def test_aa_splits_give_no_significant_features_and_no_alarm(codes: dict) -> Non
         c, _, d = codes[model]
         for seed in AA_SEEDS:
             first, second = halves(len(c), seed)
-            r = compare(key("a", "b"), counts(subset(c, first), d, "a"),
-                        counts(subset(c, second), d, "b"), SETTINGS)
+            r = compare(key("a", "b"), counts(c.take(first), d, "a"),
+                        counts(c.take(second), d, "b"), SETTINGS)
             assert r.verdict == "no_drift" and not r.sequential_alarm, (model, seed, r.message)
             assert r.drift_score == 0.0
             assert r.n_significant <= 1
@@ -79,8 +78,8 @@ def test_aa_stream_looked_at_every_ten_events_never_alarms(codes: dict) -> None:
         c, _, d = codes[model]
         first, second = halves(len(c), 7)
         for n in range(10, len(first) + 1, 10):
-            r = compare(key("a", "b"), counts(subset(c, first[:n]), d, "a"),
-                        counts(subset(c, second[:n]), d, "b"), DiffSettings(min_documents=10))
+            r = compare(key("a", "b"), counts(c.take(first[:n]), d, "a"),
+                        counts(c.take(second[:n]), d, "b"), DiffSettings(min_documents=10))
             assert not r.sequential_alarm, (model, n, r.message)
 
 
@@ -99,15 +98,15 @@ PAIR_PARAMS = [pytest.param(*PAIRS[0], marks=pytest.mark.xfail(
 def test_known_version_pairs_differ_clearly(codes: dict, baseline: str, candidate: str) -> None:
     (ca, _, d), (cb, _, _) = codes[baseline], codes[candidate]
     first, second = halves(len(ca), 0)
-    r = compare(key(baseline, candidate), counts(subset(ca, first), d, baseline),
-                counts(subset(cb, second), d, candidate), SETTINGS)
+    r = compare(key(baseline, candidate), counts(ca.take(first), d, baseline),
+                counts(cb.take(second), d, candidate), SETTINGS)
     if ALARM_EXPECTED[(baseline, candidate)]:
         assert r.verdict == "drift" and r.sequential_alarm and r.drift_score > 0.1, r.message
     assert r.n_significant >= 10
     assert len(r.top_up) + len(r.top_down) >= 10
     assert all(x.q_value < 0.05 for x in (*r.top_up, *r.top_down))
-    aa = compare(key("a", "b"), counts(subset(ca, first), d, "a"),
-                 counts(subset(ca, second), d, "b"), SETTINGS)
+    aa = compare(key("a", "b"), counts(ca.take(first), d, "a"),
+                 counts(ca.take(second), d, "b"), SETTINGS)
     assert r.divergence > aa.divergence
 
 
@@ -122,7 +121,7 @@ def test_report_through_monitor_state_has_labels_and_real_examples(codes: dict) 
     state = MonitorState(StateSettings(retrieval_capacity=1_000))
     for model, c, rows in ((baseline, ca, first), (candidate, cb, second)):
         texts = {r.index: r.output for r in read_alpaca(model)}
-        state.update(as_batch(subset(c, rows), model, model, chosen[rows].tolist(), encoder_id,
+        state.update(as_batch(c.take(rows), model, model, chosen[rows].tolist(), encoder_id,
                               d, texts=[texts[int(i)] for i in chosen[rows]]))
     labels = {f.feature: f.label for f in load_labels(default_labels_path(), d).features}
     spec = ComparisonSpec(model_id="alpaca_eval", baseline=baseline, candidate=candidate)

@@ -22,14 +22,30 @@ def cmd_encode_file(args: argparse.Namespace, settings: Settings) -> int:
     """Encode events into sparse SAE codes: a JSONL file of events or an AlpacaEval model's
     outputs. Writes one JSON line of codes per event (--output) and prints a JSON summary
     (speed, sanity FVE/L0, most frequent features with labels)."""
+    from saewatch.datasets import alpaca_events
     from saewatch.encode.commands import run_encode_file
     from saewatch.encode.exceptions import EncodeError
+    from saewatch.source.exceptions import ReplayFileError
+    from saewatch.source.file import read_events
+
+    if (args.input is None) == (args.alpaca is None):
+        sys.stderr.write("saewatch: give exactly one of --input FILE.jsonl and --alpaca MODEL\n")
+        return 1
+    invalid: list[int] = []
+
+    def skipped(number: int, reason: str) -> None:
+        logger.error("%s:%d: invalid event, skipped: %s", args.input, number, reason)
+        invalid.append(number)
 
     try:
+        if args.input is not None and not Path(args.input).is_file():
+            raise EncodeError(f"input file {args.input} does not exist")
+        events = (read_events(args.input, on_invalid=skipped) if args.input is not None
+                  else alpaca_events(args.alpaca))
         with contextlib.ExitStack() as stack:
             out = None if args.output is None else stack.enter_context(args.output.open("w"))
-            summary = run_encode_file(settings.encode, args.input, args.alpaca, out, args.limit)
-    except EncodeError as exc:
+            summary = run_encode_file(settings.encode, events, out, args.limit, invalid)
+    except (EncodeError, ReplayFileError) as exc:
         sys.stderr.write(f"saewatch: {exc}\n")
         return 1
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")

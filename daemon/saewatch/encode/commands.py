@@ -9,16 +9,14 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import numpy as np
-from pydantic import ValidationError
 
 from saewatch.config import EncodeSettings
-from saewatch.datasets import alpaca_events
 from saewatch.encode.corpus import training_texts
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.exceptions import EncodeError
@@ -81,19 +79,6 @@ class EncodeSummary:
         }
 
 
-def read_events_jsonl(path: Path, summary: EncodeSummary) -> Iterator[LLMEvent]:
-    """Events of a JSONL file; invalid lines are logged with their number and counted."""
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield LLMEvent.model_validate_json(line)
-            except ValidationError as exc:
-                logger.error("%s:%d: invalid event, skipped: %s", path, number, exc.errors()[0])
-                summary.invalid_lines.append(number)
-
-
 def codes_row(codes: SparseCodes, i: int) -> dict[str, object]:
     indices, values = codes.row(i)
     return {
@@ -147,23 +132,20 @@ def _flush(
 
 def run_encode_file(
     settings: EncodeSettings,
-    input_path: Path | None,
-    alpaca_model: str | None,
+    events: Iterable[LLMEvent],
     output: IO[str] | None,
     limit: int | None,
+    invalid_lines: Sequence[int] = (),
 ) -> dict[str, object]:
-    """Encode a JSONL file of events or an AlpacaEval model's outputs; return the summary."""
-    if (input_path is None) == (alpaca_model is None):
-        raise EncodeError("give exactly one of --input FILE.jsonl and --alpaca MODEL")
+    """Encode ``events`` (read lazily by the caller); return the summary.
+
+    ``invalid_lines`` is the caller's list of skipped input lines, read once the events are
+    consumed (it fills while they are read).
+    """
     encoder = SAEEncoder.from_settings(settings)
     summary = EncodeSummary(encoder_id=encoder.encoder_id)
-    if input_path is not None:
-        if not input_path.is_file():
-            raise EncodeError(f"input file {input_path} does not exist")
-        events: Iterable[LLMEvent] = read_events_jsonl(input_path, summary)
-    else:
-        events = alpaca_events(alpaca_model or "")
     encode_events(encoder, events, summary, output, limit)
+    summary.invalid_lines = list(invalid_lines)
     return summary.as_dict(encoder, labels_for_settings(settings, encoder.d_sae))
 
 

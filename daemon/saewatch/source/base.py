@@ -11,9 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
-from saewatch.models import SourceBatch
+from saewatch.models import SourceBatch, TopicPartition
 
-TopicPartition = tuple[str, int]
 # Called on partition assignment: the offset to resume from (e.g. from the latest state
 # snapshot, which is the source of truth), or None to use the committed group offset.
 ResumeOffset = Callable[[str, int], int | None]

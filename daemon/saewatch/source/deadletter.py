@@ -27,8 +27,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
-from saewatch.models import InvalidReason, InvalidRecord
-from saewatch.source.base import TopicPartition
+from saewatch.models import InvalidReason, InvalidRecord, TopicPartition
 from saewatch.source.exceptions import DeadLetterError
 from saewatch.source.stats import SourceStats
 

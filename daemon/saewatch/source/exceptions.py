@@ -1,5 +1,8 @@
 """Errors of the source stage; each message says what to do."""
 
+# OffsetRegressionError is one class, shared with the checkpoint's offset tracker; re-exported
+# here for the source's callers.
+from saewatch.errors import OffsetRegressionError as OffsetRegressionError
 from saewatch.errors import SaewatchError
 
 
@@ -13,10 +16,6 @@ class BrokerUnavailableError(SourceError):
 
 class DeadLetterError(SourceError):
     """A dead letter could not be delivered; its offset is not committed (it will be re-read)."""
-
-
-class OffsetRegressionError(SourceError):
-    """An offset lower than one already committed was passed to commit(); fix the caller."""
 
 
 class SourceClosedError(SourceError):

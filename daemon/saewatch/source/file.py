@@ -21,15 +21,22 @@ in the batch and counted, not dead-lettered. Blank lines are skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from pydantic import ValidationError
 
 from saewatch.config import Settings
-from saewatch.models import InvalidRecord, LLMEvent, Record, SourceBatch, SourcePosition
-from saewatch.source.base import ResumeOffset, Source, TopicPartition
+from saewatch.models import (
+    InvalidRecord,
+    LLMEvent,
+    Record,
+    SourceBatch,
+    SourcePosition,
+    TopicPartition,
+)
+from saewatch.source.base import ResumeOffset, Source
 from saewatch.source.exceptions import OffsetRegressionError, ReplayFileError, SourceClosedError
 from saewatch.source.stats import SourceStats
 from saewatch.source.validate import describe_errors, validate
@@ -152,13 +159,21 @@ class FileSource(Source):
         logger.info("resuming %s at line %d", self.path, self._line)
 
 
-def read_events(path: Path) -> Iterator[LLMEvent]:
-    """Strictly parse a JSONL file of events (for publishing); blank lines are skipped.
+InvalidLine = Callable[[int, str], None]
+
+
+def read_events(path: Path, on_invalid: InvalidLine | None = None) -> Iterator[LLMEvent]:
+    """Parse a JSONL file of events; blank lines are skipped.
+
+    The one reader of event files outside the daemon's replay: strict by default (publishing
+    must not drop an event silently); with ``on_invalid`` each invalid line is reported as
+    ``(line number, reason)`` and skipped (``encode-file`` counts them).
 
     Raises
     ------
     ReplayFileError
-        If the file cannot be read or a line is not a valid event (the line number is given).
+        If the file cannot be read, or, when strict, a line is not a valid event (its number
+        is given).
     """
     try:
         with Path(path).open("rb") as fh:
@@ -168,9 +183,11 @@ def read_events(path: Path) -> Iterator[LLMEvent]:
                 try:
                     yield LLMEvent.model_validate_json(line)
                 except ValidationError as exc:
-                    raise ReplayFileError(
-                        f"{path}:{number}: not a valid event: {describe_errors(exc)}"
-                    ) from exc
+                    reason = describe_errors(exc)
+                    if on_invalid is None:
+                        raise ReplayFileError(
+                            f"{path}:{number}: not a valid event: {reason}") from exc
+                    on_invalid(number, reason)
     except OSError as exc:
         raise ReplayFileError(f"cannot read {path}: {exc}") from exc
 

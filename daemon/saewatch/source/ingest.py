@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from saewatch.models import SourceBatch
-from saewatch.source.base import Source, TopicPartition
+from saewatch.models import SourceBatch, TopicPartition
+from saewatch.source.base import Source
 
 logger = logging.getLogger(__name__)
 

@@ -47,8 +47,8 @@ from kafka.structs import OffsetAndMetadata
 
 from saewatch.config import Settings
 from saewatch.models import InvalidRecord, Record, SourceBatch, SourcePosition
+from saewatch.models import TopicPartition as TP
 from saewatch.source.base import ResumeOffset, Source
-from saewatch.source.base import TopicPartition as TP
 from saewatch.source.client import consumer_options, producer_options, redact
 from saewatch.source.deadletter import DeadLetterQueue
 from saewatch.source.exceptions import (
