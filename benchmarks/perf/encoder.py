@@ -8,8 +8,9 @@ Measured side by side in one process, on the same tokenized texts and the same b
 * ``full_forward``: the same batches through all layers (no early exit; never the LM head);
 * ``sae_pool``: SAE encode + max-pool on cached hook activations (its share of ``encoder``);
 * a batch-size sweep of ``encoder`` over ``max_tokens_per_batch``;
-* fp32 vs bf16 (autocast on CPU) speed, interleaved, and agreement of the codes (Jaccard of
-  fired sets), beside what ``encode.precision: auto`` chose on this CPU and why.
+* fp32 vs bf16 (autocast on CPU) vs int8 dynamic quantization of the linear layers: speed,
+  interleaved, and agreement of the codes with fp32 (Jaccard of fired sets), beside what
+  ``encode.precision: auto`` chose on this CPU and why.
 
 Each timing is the median of ``--runs`` runs after one warm-up; encoder, bare forward, SAE and
 full forward run interleaved (order rotated per run), so their ratios are side by side. Run on the default offline
@@ -29,6 +30,7 @@ import logging
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -188,10 +190,12 @@ def compare_precision(
     ``encode.precision: auto`` chose on this CPU (with its probe's figures)."""
     other = "fp32" if chosen.reader.precision == "bf16" else "bf16"
     encoders = {chosen.reader.precision: chosen,
-                other: SAEEncoder.from_settings(settings_from(args, precision=other))}
+                other: SAEEncoder.from_settings(settings_from(args, precision=other)),
+                "int8": int8_encoder(args)}
     fp32, bf16 = encoders["fp32"], encoders["bf16"]
     a = fp32.encode_texts(texts, "response")
     b = bf16.encode_texts(texts, "response")
+    c = encoders["int8"].encode_texts(texts, "response")
     dense_a = fp32.dense_embed(texts[:16])
     dense_b = bf16.dense_embed(texts[:16])
     cos = (dense_a * dense_b).sum(1) / (
@@ -208,14 +212,27 @@ def compare_precision(
         "cpu_avx512": any(f.startswith("avx512") for f in flags),
         "auto_precision": choice.precision,
         "auto_reason": choice.reason,
-        "fp32_encoder_s": round(seconds["fp32"], 3),
-        "bf16_encoder_s": round(seconds["bf16"], 3),
-        "fp32_events_per_s": round(len(texts) / seconds["fp32"], 2),
-        "bf16_events_per_s": round(len(texts) / seconds["bf16"], 2),
+        **{f"{p}_encoder_s": round(s, 3) for p, s in seconds.items()},
+        **{f"{p}_events_per_s": round(len(texts) / s, 2) for p, s in seconds.items()},
         "bf16_speedup": round(seconds["fp32"] / seconds["bf16"], 2),
+        "int8_speedup": round(seconds["fp32"] / seconds["int8"], 2),
         "codes_jaccard_fp32_vs_bf16": round(jaccard(a, b), 4),
+        "codes_jaccard_fp32_vs_int8": round(jaccard(a, c), 4),
         "mean_pooled_cosine_min": float(cos.min()),
     }
+
+
+def int8_encoder(args: argparse.Namespace) -> SAEEncoder:
+    """The fp32 encoder with its linear layers dynamically quantized to int8 (weights int8,
+    activations quantized per batch): the candidate the precision study rejected."""
+    encoder = SAEEncoder.from_settings(settings_from(args, precision="fp32"))
+    with warnings.catch_warnings():  # torch.ao.quantization announces its own deprecation
+        warnings.simplefilter("ignore")
+        # In place: the layer modules (and the reader's hook on one of them) stay the same
+        # objects; only their nn.Linear children are swapped.
+        torch.ao.quantization.quantize_dynamic(
+            encoder.reader._base, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return encoder
 
 
 def report(
