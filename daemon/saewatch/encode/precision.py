@@ -8,8 +8,9 @@ choosing; without native bf16 it picks fp32 without timing anything. The choice 
 are logged and kept on the reader (``ActivationReader.precision_choice``).
 
 Dynamic int8 quantization of the linear layers (``torch.ao.quantization.quantize_dynamic``) was
-measured too and is not offered: no faster than fp32 and codes Jaccard 0.74 against fp32
-(docs/BENCHMARKS.md, "Precision on CPU").
+measured too and is not offered: 1.0-1.5x the speed of fp32 in two runs, but the codes keep only
+Jaccard 0.72-0.74 of fp32's fired features, far below the 0.98 that would keep the diffs
+comparable (docs/BENCHMARKS.md, "Precision on CPU").
 
 >>> choose_cpu_precision(lambda p: None, flags=frozenset({"avx2", "fma"})).precision
 'fp32'
