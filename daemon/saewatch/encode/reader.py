@@ -40,10 +40,10 @@ T = TypeVar("T")
 # A batch never holds more documents than this, however short: bounds per-batch Python work
 # and the dense [batch, d_sae] pooling buffer.
 MAX_DOCS_PER_BATCH = 512
-# The precision probe's forward: 512 tokens, enough for the matmuls to dominate as in real
-# batches (at 256 tokens bf16 measured 1.28x, at full batches 2x) and to be timed reliably
-# (~0.4 s in fp32 on 2 cores for the default model); about two seconds added to start-up.
-PROBE_SHAPE = (4, 128)
+# The precision probe's forward: 256 tokens (~0.2 s in fp32 on 2 idle cores for the default
+# model; six forwards add about a second to start-up). 512 tokens measured the same bf16/fp32
+# ratio (1.27x vs 1.28x, both below the 1.6-2x of full batches) at twice the start-up cost.
+PROBE_SHAPE = (2, 128)
 
 
 @dataclass(frozen=True)
