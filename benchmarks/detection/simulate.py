@@ -1,7 +1,7 @@
 """Replay a stream through the daemon's state+diff path from cached codes, looking as it grows.
 
 What the daemon does per batch is ``MonitorState.update(codes)``, and per diff interval
-``build_report(state.version_counts(), state.counts, ...)``. Here the codes come from the
+``build_report(state.view(), ...)``. Here the codes come from the
 :class:`~benchmarks.detection.cache.CodeStore` instead of the encoder, and a "look" (the report
 the daemon would publish) is taken every ``look_every`` events per side. The equivalence of this
 shortcut with the real App (file and Kafka sources, live encoder) is checked once per run by
@@ -117,8 +117,7 @@ def replay(stream: Stream, store: CodeStore, labels: Mapping[int, str], every: i
     for point in looks(stream, every):
         state.update(feature_batch(store, events[2 * previous : 2 * point]))
         previous = point
-        report = build_report(state.version_counts(), state.counts, settings, labels=labels,
-                              examples=state.examples, now=T0)
+        report = build_report(state.view(now=T0), settings, labels=labels)
         result = report.comparisons[0]
         out.looks.append(Look(point, result.verdict, result.n_significant,
                               result.sequential_alarm))

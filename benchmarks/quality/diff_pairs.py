@@ -89,8 +89,7 @@ def pair_report(cache: CodesCache, labels: dict[int, str], baseline: str,
                               texts=[texts[int(i)].output for i in chosen[rows]]))
     spec = ComparisonSpec(model_id="alpaca_eval", baseline=baseline, candidate=candidate)
     settings = SETTINGS.model_copy(update={"comparisons": [spec], "window_comparisons": False})
-    result = build_report(state.version_counts(), state.counts, settings, labels=labels,
-                          examples=state.examples).comparisons[0]
+    result = build_report(state.view(), settings, labels=labels).comparisons[0]
     extra = {"first_alarm_events_per_side": first_alarm(parts[baseline], parts[candidate], d),
              "mmd_p": None,
              "nnz_mean": float(np.diff(parts[baseline].indptr).mean()), "d_sae": d}

@@ -169,7 +169,7 @@ class App:
             state, offsets = self._restore(store)
             self.readiness.state_restored = True
             if self.serve_http:
-                self._start_http(stack, state)
+                self._start_http(stack)
             encoder = self._load_encoder(state)
             tracker = OffsetTracker(offsets)
             # Every (re)assignment resumes where the state is now, not where it was at start.
@@ -213,22 +213,21 @@ class App:
             checkpointer.maybe_checkpoint()
             if time.monotonic() >= next_report:
                 self._publish_report(state)
-                self._report_lag(source)
-                self._report_encoder(encoder)
+                report_lag(self.metrics, source)
+                report_encoder(self.metrics, encoder)
                 next_report = time.monotonic() + self.settings.diff.interval_s
             if self.max_events is not None and self.handled >= self.max_events:
                 break
 
     def _handle(self, batch: SourceBatch, encoder: Encoder | None, state: MonitorState) -> None:
         count_polled(self.metrics, batch)
-        if not batch.records:
-            return
-        if encoder is None:
-            codes = FeatureBatch.concat([r.codes for r in batch.records if r.codes is not None])
-        else:
-            codes = encode_timed(encoder, batch, self.metrics)
-        state.update(codes)
-        self.metrics.events_processed.inc(len(codes))
+        if self.role == "aggregate":  # saewatch wrote these messages: an invalid one is its error
+            self.metrics.processing_errors.labels(stage="source").inc(len(batch.invalid))
+        codes = None
+        if batch.records:
+            codes = (encode_timed(encoder, batch, self.metrics) if encoder is not None else
+                     FeatureBatch.concat([r.codes for r in batch.records if r.codes is not None]))
+        fold(state, codes, len(batch.invalid), self.metrics)
 
     # --- pieces ------------------------------------------------------------------------------
 
@@ -239,7 +238,8 @@ class App:
         if latest is not None:
             state.restore(latest.state)
             offsets = dict(latest.offsets)
-            logger.info("restored %s: %d partitions", latest.path, len(offsets))
+            logger.info("restored %s: %d partitions, %s", latest.path, len(offsets), state.tally)
+        self.metrics.set_state_records(state.tally.outcomes())
         self.state = state
         return state, offsets
 
@@ -256,66 +256,35 @@ class App:
                 "point state.snapshot_dir at a new directory for the new model or SAE"
             )
         self.readiness.model_loaded = True
-        self._report_model(encoder)
+        report_model(self.metrics, encoder)
         self._labels = _labels(self.settings.encode, encoder)
         return encoder
 
     def _publish_report(self, state: MonitorState) -> None:
+        """Take a frozen view of the state here, on the consumer thread (nothing changes while
+        it copies), diff it, and swap (report, view) into the holder by reference: the HTTP
+        API then reads the view, never the live state, and never waits for the consumer."""
         started = time.monotonic()
-        report = build_report(
-            state.version_counts(),
-            state.counts,
-            self.settings.diff,
-            windows=state.window_names(),
-            labels=self._labels,
-            examples=state.examples,
-            clusters=state.cluster_shares(self._labels),
-            now=datetime.now(UTC),
-        )
-        self.reports.publish(report)
-        self.metrics.diff_duration.observe(time.monotonic() - started)
-
-    def _report_lag(self, source: Source) -> None:
-        lag = getattr(source, "lag", None)
-        self.metrics.partitions_assigned.set(len(source.assignment()))
-        if lag is None:
-            return
-        by_topic: dict[str, dict[int, int]] = {}
-        for (topic, partition), value in lag().items():
-            by_topic.setdefault(topic, {})[partition] = value
-        for topic, values in by_topic.items():
-            self.metrics.set_consumer_lag(topic, values)
+        view = state.view(now=datetime.now(UTC))
+        viewed = time.monotonic()
+        report = build_report(view, self.settings.diff, labels=self._labels)
+        self.reports.publish(report, view)
+        finished = time.monotonic()
+        self.metrics.diff_duration.observe(finished - started)
+        logger.debug("state view in %.1f ms, report in %.1f ms", 1e3 * (viewed - started),
+                     1e3 * (finished - viewed))
 
     def _snapshot_written(self, seconds: float) -> None:
         self.metrics.snapshot_written(seconds=seconds)
 
-    def _report_encoder(self, encoder: Encoder | None) -> None:
-        """SAE sanity (FVE, L0 on the first tokens) and GPU memory, when known."""
-        health = getattr(encoder, "health", None)
-        if health is not None and health.fve is not None and health.mean_l0 is not None:
-            self.metrics.set_sae_sanity(health.fve, health.mean_l0)
-        device = getattr(getattr(encoder, "reader", None), "device", None)
-        if device is not None and device.type == "cuda":
-            import torch
-
-            self.metrics.set_gpu_memory(
-                str(device), torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
-            )
-
-    def _report_model(self, encoder: Encoder) -> None:
-        """``saewatch_model_info``: the encoder id reads ``model/hook/sae[/threshold=t]``."""
-        model, hook, sae = ([*encoder.encoder_id.split("/", 2), "", ""])[:3]
-        device = getattr(getattr(encoder, "reader", None), "device", "unknown")
-        self.metrics.set_model(model=model, sae=sae, hook=hook, device=str(device),
-                               d_sae=encoder.d_sae, encoder_id=encoder.encoder_id)
-
-    def _start_http(self, stack: ExitStack, state: MonitorState) -> None:
+    def _start_http(self, stack: ExitStack) -> None:
         from saewatch.export.collector import DriftReportCollector
         from saewatch.export.http import ExporterServer
 
         self.registry.register(DriftReportCollector(self.reports, top_k=self.settings.web.top_k))
+        # No state handed over: the API answers from the view published with each report.
         server = ExporterServer(
-            self.settings.web, self.registry, self.reports, state=state, readiness=self.readiness
+            self.settings.web, self.registry, self.reports, readiness=self.readiness
         )
         stack.enter_context(server)
 
@@ -330,6 +299,17 @@ def count_polled(metrics: PipelineMetrics, batch: SourceBatch) -> None:
             metrics.texts_truncated.labels(field=name, limit="chars").inc()
 
 
+def fold(state: MonitorState, codes: FeatureBatch | None, invalid: int,
+         metrics: PipelineMetrics) -> None:
+    """Fold ``codes`` into ``state`` and tally the ``invalid`` records; count both in metrics."""
+    before = state.tally
+    state.count_invalid(invalid)
+    if codes is not None:
+        state.update(codes)
+    done = state.tally - before
+    metrics.count_folded(done.processed, done.duplicates, state.tally.outcomes())
+
+
 def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics) -> FeatureBatch:
     """Encode the batch's valid events, recording duration, size, tokens and token-budget cuts."""
     started = time.monotonic()
@@ -342,6 +322,41 @@ def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics)
         metrics.texts_truncated.labels(field=name, limit="tokens").inc(int(field.truncated.sum()))
     metrics.observe_encode(tokens, len(codes), seconds)
     return codes
+
+
+def report_lag(metrics: PipelineMetrics, source: Source) -> None:
+    """Partitions assigned and, where the source measures it, lag per partition."""
+    lag = getattr(source, "lag", None)
+    metrics.partitions_assigned.set(len(source.assignment()))
+    if lag is None:
+        return
+    by_topic: dict[str, dict[int, int]] = {}
+    for (topic, partition), value in lag().items():
+        by_topic.setdefault(topic, {})[partition] = value
+    for topic, values in by_topic.items():
+        metrics.set_consumer_lag(topic, values)
+
+
+def report_encoder(metrics: PipelineMetrics, encoder: Encoder | None) -> None:
+    """SAE sanity (FVE, L0 on the first tokens) and GPU memory, when known."""
+    health = getattr(encoder, "health", None)
+    if health is not None and health.fve is not None and health.mean_l0 is not None:
+        metrics.set_sae_sanity(health.fve, health.mean_l0)
+    device = getattr(getattr(encoder, "reader", None), "device", None)
+    if device is not None and device.type == "cuda":
+        import torch
+
+        metrics.set_gpu_memory(
+            str(device), torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+        )
+
+
+def report_model(metrics: PipelineMetrics, encoder: Encoder) -> None:
+    """``saewatch_model_info``: the encoder id reads ``model/hook/sae[/threshold=t]``."""
+    model, hook, sae = ([*encoder.encoder_id.split("/", 2), "", ""])[:3]
+    device = getattr(getattr(encoder, "reader", None), "device", "unknown")
+    metrics.set_model(model=model, sae=sae, hook=hook, device=str(device),
+                      d_sae=encoder.d_sae, encoder_id=encoder.encoder_id)
 
 
 def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]:

@@ -8,13 +8,18 @@ Delivery: a replica commits its input offsets only after the broker acknowledged
 message of the batch (``acks=all``, idempotent producer) and every dead letter. A crash between
 the two re-encodes the uncommitted records and publishes them again; the aggregator drops these
 replays by event id (:class:`saewatch.state.dedup.RecentEvents`), so its state counts each event
-exactly once.
+exactly once (and ``saewatch_events_duplicate_total`` of the aggregator counts the replays).
+
+Metrics: the daemon's own functions publish model info, SAE sanity, GPU memory, partitions and
+lag. In one replica ``events_consumed = events_processed + events_invalid`` (an encoder keeps no
+state, so it drops no duplicates).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
@@ -28,6 +33,9 @@ from saewatch.app import (
     count_polled,
     default_encoder,
     encode_timed,
+    report_encoder,
+    report_lag,
+    report_model,
 )
 from saewatch.checkpoint import OffsetTracker
 from saewatch.codec import encode_messages
@@ -95,6 +103,7 @@ class EncodeWorker:
             self._start_http(stack)
             encoder = self._encoder_factory()
             self.readiness.model_loaded = True
+            report_model(self.metrics, encoder)
             producer = self._producer_factory()
             stack.callback(producer.close)
             source = stack.enter_context(self._source_factory(_no_resume, self.stop_flag.event))
@@ -105,17 +114,21 @@ class EncodeWorker:
 
     def _loop(self, source: Source, encoder: Encoder, producer: KafkaProducer) -> None:
         src = self.settings.source
+        next_report = time.monotonic()
         while not self.stop_flag.event.is_set():
             batch = source.poll_batch(src.batch_size, src.poll_timeout_s)
-            if not len(batch):
-                continue
-            self._publish(batch, encoder, producer)
-            # Only now, with every output acknowledged, may the input move on.
-            source.flush()
-            tracker = OffsetTracker()
-            tracker.advance_batch(batch)
-            source.commit(tracker.offsets())
-            self.handled += len(batch)
+            if len(batch):
+                self._publish(batch, encoder, producer)
+                # Only now, with every output acknowledged, may the input move on.
+                source.flush()
+                tracker = OffsetTracker()
+                tracker.advance_batch(batch)
+                source.commit(tracker.offsets())
+                self.handled += len(batch)
+            if time.monotonic() >= next_report:  # the daemon's cadence, idle polls included
+                report_lag(self.metrics, source)
+                report_encoder(self.metrics, encoder)
+                next_report = time.monotonic() + self.settings.diff.interval_s
             if self.max_events is not None and self.handled >= self.max_events:
                 break
 

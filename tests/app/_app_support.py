@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encode"))
 
@@ -127,6 +128,19 @@ def kill_at(targets: list[int], config: Path, topic: str, log: Path,
         proc.wait(timeout=30)
         progress.append(handled(store, topic))
     return progress
+
+
+# A sample's name and its sorted labels, e.g. ("saewatch_state_records", (("outcome", "invalid"),)).
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def scrape(config: Path) -> dict[SampleKey, float]:
+    """Every sample on the /metrics page of the daemon of ``config``."""
+    address = yaml.safe_load(config.read_text())["web"]["listen_address"]
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def serving(config: Path) -> bool:

@@ -12,7 +12,8 @@ from saewatch.diff.compare import compare
 from saewatch.diff.exceptions import CountsMismatchError
 from saewatch.diff.plan import plan_comparisons, resolve_counts
 from saewatch.diff.report import build_report
-from saewatch.models import ComparisonKey, FeatureCounts, Snippet, VersionCount
+from saewatch.models import ComparisonKey, FeatureCounts, Snippet, TextField, VersionCount
+from saewatch.views import StateView
 
 KEY = ComparisonKey(model_id="m", field="response", baseline="v1", candidate="v2")
 T = datetime(2026, 11, 20, tzinfo=UTC)
@@ -26,6 +27,19 @@ def counts(version: str, n: int, fired: np.ndarray, window: str = "all") -> Feat
 
 def sample(rng: np.random.Generator, freq: np.ndarray, n: int) -> np.ndarray:
     return rng.binomial(n, freq)
+
+
+class RecordingExamples:
+    """An example source that names its snippets after the question and remembers it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str, int]] = []
+
+    def examples(self, feature: int, model_id: str, model_version: str, field: TextField,
+                 k: int = 5) -> list[Snippet]:
+        self.seen.append((feature, model_version, k))
+        return [Snippet(event_id=f"{model_version}-{feature}", model_version=model_version,
+                        activation=1.0, text="t")]
 
 
 def test_insufficient_data_says_how_much_is_missing() -> None:
@@ -45,13 +59,7 @@ def test_real_change_is_found_ranked_and_illustrated() -> None:
     up, down = freq.copy(), freq.copy()
     up[[10, 20]] = [0.6, 0.3]
     up[30] = 0.0
-    seen: list[tuple] = []
-
-    def examples(feature: int, model_id: str, version: str, field: str, k: int) -> list[Snippet]:
-        seen.append((feature, version, k))
-        return [Snippet(event_id=f"{version}-{feature}", model_version=version, activation=1.0,
-                        text="t")]
-
+    examples = RecordingExamples()
     settings = DiffSettings(top_k=3, examples_per_side=1)
     r = compare(KEY, counts("v1", 3000, sample(rng, down, 3000)),
                 counts("v2", 3000, sample(rng, up, 3000)), settings,
@@ -63,7 +71,7 @@ def test_real_change_is_found_ranked_and_illustrated() -> None:
     assert top.direction == "up" and top.q_value < 0.05 and top.log_odds_ratio > 0
     assert top.examples_baseline[0].event_id == "v1-10"
     assert top.examples_candidate[0].event_id == "v2-10"
-    assert (10, "v1", 1) in seen and r.computed_at == T
+    assert (10, "v1", 1) in examples.seen and r.computed_at == T
     assert r.drift_score > 0.5 and r.divergence > 0
 
 
@@ -105,8 +113,10 @@ def test_plan_orders_versions_by_first_seen_and_dedupes() -> None:
 def test_window_comparison_uses_disjoint_samples() -> None:
     key = ComparisonKey(model_id="m", field="response", baseline="v", candidate="v@1h",
                         kind="window")
-    table = {"all": counts("v", 1000, [300, 10]), "1h": counts("v", 200, [100, 2], "1h")}
-    before, recent = resolve_counts(key, lambda m, v, f, w: table[w])
+    version = VersionCount(model_id="m", model_version="v", field="response", documents=1000)
+    view = StateView(taken_at=T, windows=("all", "1h"), versions=(version,),
+                     feature_counts=(counts("v", 1000, [300, 10]), counts("v", 200, [100, 2], "1h")))
+    before, recent = resolve_counts(key, view)
     assert (before.n_documents, before.fired.tolist()) == (800, [200, 8])
     assert (recent.n_documents, recent.fired.tolist()) == (200, [100, 2])
 
@@ -114,15 +124,8 @@ def test_window_comparison_uses_disjoint_samples() -> None:
 def test_report_turns_missing_versions_into_insufficient_data() -> None:
     spec = ComparisonSpec(model_id="m", baseline="v1", candidate="v9")
     versions = [VersionCount(model_id="m", model_version="v1", field="response", documents=500)]
-
-    def lookup(model_id: str, version: str, field: str, window: str) -> FeatureCounts:
-        if version != "v1":
-            from saewatch.state.exceptions import UnknownKeyError
-            raise UnknownKeyError(f"no documents for {version}")
-        return counts(version, 500, [50, 50])
-
-    report = build_report(versions, lookup, DiffSettings(comparisons=[spec],
-                                                         window_comparisons=False), now=T)
+    view = StateView(taken_at=T, versions=versions, feature_counts=[counts("v1", 500, [50, 50])])
+    report = build_report(view, DiffSettings(comparisons=[spec], window_comparisons=False))
     assert [(c.key.slug, c.verdict) for c in report.comparisons] == [
         ("m/response/v1..v9", "insufficient_data")]
     assert "v9" in report.comparisons[0].message and report.generated_at == T

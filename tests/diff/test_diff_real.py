@@ -125,10 +125,10 @@ def test_report_through_monitor_state_has_labels_and_real_examples(codes: dict) 
                               d, texts=[texts[int(i)] for i in chosen[rows]]))
     labels = {f.feature: f.label for f in load_labels(default_labels_path(), d).features}
     spec = ComparisonSpec(model_id="alpaca_eval", baseline=baseline, candidate=candidate)
-    report = build_report(state.version_counts(), state.counts,
+    report = build_report(state.view(),
                           SETTINGS.model_copy(update={"comparisons": [spec],
                                                       "window_comparisons": False}),
-                          labels=labels, examples=state.examples)
+                          labels=labels)
     result = report.comparisons[0]
     assert result.key.slug == f"alpaca_eval/response/{baseline}..{candidate}"
     assert result.verdict == "drift"

@@ -2,24 +2,28 @@
 
 The state is fed real AlpacaEval responses of the drifting pair; their codes come from simple,
 inspectable text rules (bold markup, numbered lists, recaps, brevity), so the expected answers can
-be computed independently of saewatch.
+be computed independently of saewatch. As in the app, the server answers from the frozen view
+published with the report, never from the live state.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from export.drift_reports import AT, BASELINE, CANDIDATE, MODEL_ID, drift_report, outputs
-from export.export_harness import ExporterFactory
+from export.export_harness import Exporter, ExporterFactory
 from export.http_helpers import fetch
 from saewatch.config import StateSettings
 from saewatch.export import StateQueries
 from saewatch.models import FeatureBatch, LLMEvent, SparseCodes
 from saewatch.state.monitor import MonitorState
+from saewatch.views import StateView
 
 D_SAE = 4096
 DOCS_PER_VERSION = 200
@@ -79,12 +83,26 @@ def state() -> MonitorState:
     return monitor
 
 
-def test_the_state_engine_satisfies_the_protocol(state: MonitorState) -> None:
-    assert isinstance(state, StateQueries)
+@pytest.fixture(scope="module")
+def view(state: MonitorState) -> StateView:
+    return state.view()
 
 
-def test_feature_detail(exporter: ExporterFactory, state: MonitorState) -> None:
-    ex = exporter(report=drift_report(), state=state)
+def serving(exporter: ExporterFactory, view: StateView, **web: Any) -> Exporter:
+    """An exporter wired as the app wires it: no state, a (report, view) pair in the holder."""
+    ex = exporter(**web)
+    ex.holder.publish(drift_report(), view)
+    return ex
+
+
+def test_the_state_engine_and_its_view_satisfy_the_protocol(
+    state: MonitorState, view: StateView
+) -> None:
+    assert isinstance(state, StateQueries) and isinstance(view, StateQueries)
+
+
+def test_feature_detail(exporter: ExporterFactory, view: StateView) -> None:
+    ex = serving(exporter, view)
     detail = fetch(ex.url + "/api/v1/features/1412").json()
     assert detail["feature"] == 1412
     assert detail["label"] == "markdown bold section headings"  # from the latest report
@@ -105,8 +123,8 @@ def test_feature_detail(exporter: ExporterFactory, state: MonitorState) -> None:
     assert fetch(ex.url + f"/api/v1/features/{D_SAE + 10}").status == 404
 
 
-def test_retrieval_by_features_and_version(exporter: ExporterFactory, state: MonitorState) -> None:
-    ex = exporter(report=drift_report(), state=state)
+def test_retrieval_by_features_and_version(exporter: ExporterFactory, view: StateView) -> None:
+    ex = serving(exporter, view)
     url = f"{ex.url}/api/v1/retrieve?features=1412,377&mode=and&model_version={CANDIDATE}"
     result = fetch(url + "&limit=200").json()
     hits = result["items"]
@@ -122,8 +140,8 @@ def test_retrieval_by_features_and_version(exporter: ExporterFactory, state: Mon
     assert fetch(f"{ex.url}/api/v1/retrieve?features=1,x").status == 400
 
 
-def test_examples_of_one_version(exporter: ExporterFactory, state: MonitorState) -> None:
-    ex = exporter(report=drift_report(), state=state)
+def test_examples_of_one_version(exporter: ExporterFactory, view: StateView) -> None:
+    ex = serving(exporter, view)
     query = f"model_id={MODEL_ID}&model_version={BASELINE}&k=3"
     body = fetch(f"{ex.url}/api/v1/features/2950/examples?{query}").json()
     assert 1 <= len(body["items"]) <= 3
@@ -133,9 +151,44 @@ def test_examples_of_one_version(exporter: ExporterFactory, state: MonitorState)
     assert missing.status == 400 and "'model_version' is required" in missing.json()["detail"]
 
 
-def test_no_text_leaves_with_snippets_off(exporter: ExporterFactory, state: MonitorState) -> None:
-    ex = exporter(report=drift_report(), state=state, serve_snippets=False)
+def test_no_text_leaves_with_snippets_off(exporter: ExporterFactory, view: StateView) -> None:
+    ex = serving(exporter, view, serve_snippets=False)
     detail = fetch(ex.url + "/api/v1/features/1412").json()
     assert detail["examples"] == [] and detail["frequencies"]
     hits = fetch(ex.url + "/api/v1/retrieve?features=1412").json()["items"]
     assert hits and all(h["snippet"] is None for h in hits)
+
+
+def test_a_fixed_state_answers_like_the_published_view(
+    exporter: ExporterFactory, state: MonitorState, view: StateView
+) -> None:
+    fixed = exporter(report=drift_report(), state=view)
+    published = serving(exporter, view)
+    for path in ("/api/v1/features/377", "/api/v1/retrieve?features=1412,2950&limit=50",
+                 f"/api/v1/features/1204/examples?model_id={MODEL_ID}&model_version={CANDIDATE}"):
+        assert fetch(fixed.url + path).json() == fetch(published.url + path).json()
+
+
+def test_requests_never_wait_for_the_consumer(
+    exporter: ExporterFactory, state: MonitorState, view: StateView
+) -> None:
+    ex = serving(exporter, view)
+    paths = ["/api/v1/features/1412", "/api/v1/retrieve?features=1412,377&mode=and",
+             f"/api/v1/features/2950/examples?model_id={MODEL_ID}&model_version={BASELINE}",
+             "/api/v1/comparisons", "/api/v1/versions", "/api/v1/clusters", "/", "/metrics"]
+    # The consumer holds the live state's lock (mid-update, or stuck): nothing served may need it.
+    with state._lock:
+        started = time.monotonic()
+        statuses = [fetch(ex.url + path, timeout=5.0).status for path in paths]
+        elapsed = time.monotonic() - started
+    assert statuses == [200] * len(paths)
+    assert elapsed < 2.0, f"{len(paths)} requests took {elapsed:.1f} s"
+
+
+def test_a_newer_view_replaces_the_old_one(exporter: ExporterFactory, view: StateView) -> None:
+    ex = serving(exporter, view)
+    url = ex.url + "/api/v1/features/1412"
+    assert fetch(url).json()["frequencies"]
+    empty = MonitorState(StateSettings()).view()
+    ex.holder.publish(drift_report(), empty)
+    assert fetch(url).json()["frequencies"] == []

@@ -17,7 +17,7 @@ single false discovery slips through).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import numpy as np
@@ -33,13 +33,10 @@ from saewatch.models import (
     FeatureCounts,
     FeatureDelta,
     Snippet,
-    TextField,
 )
+from saewatch.views import ExampleSource
 
 logger = logging.getLogger(__name__)
-
-# examples(feature, model_id, model_version, field, k) -> snippets; MonitorState.examples fits.
-ExamplesFn = Callable[[int, str, str, TextField, int], list[Snippet]]
 
 
 def compare(
@@ -48,10 +45,13 @@ def compare(
     candidate: FeatureCounts,
     settings: DiffSettings,
     labels: Mapping[int, str] | None = None,
-    examples: ExamplesFn | None = None,
+    examples: ExampleSource | None = None,
     now: datetime | None = None,
 ) -> ComparisonResult:
     """Compare ``candidate`` with ``baseline`` feature by feature.
+
+    ``examples`` (a :class:`~saewatch.views.StateView`, say) illustrates the top features with
+    ``settings.examples_per_side`` snippets of each side.
 
     Examples
     --------
@@ -109,7 +109,7 @@ def _top(direction: str, tests: FeatureTests, significant: np.ndarray, k: int) -
 
 def _delta(
     j: int, direction: str, tests: FeatureTests, a: np.ndarray, b: np.ndarray,
-    key: ComparisonKey, labels: Mapping[int, str] | None, examples: ExamplesFn | None,
+    key: ComparisonKey, labels: Mapping[int, str] | None, examples: ExampleSource | None,
     settings: DiffSettings,
 ) -> FeatureDelta:
     base_version, cand_version = _versions(key)
@@ -120,11 +120,17 @@ def _delta(
         freq_baseline=float(tests.freq_a[j]), freq_candidate=float(tests.freq_b[j]),
         log_odds_ratio=float(tests.log_odds[j]), p_value=float(tests.p_value[j]),
         q_value=float(tests.q_value[j]), direction=direction,  # type: ignore[arg-type]
-        examples_baseline=tuple(examples(j, key.model_id, base_version, key.field, k))
-        if examples and k else (),
-        examples_candidate=tuple(examples(j, key.model_id, cand_version, key.field, k))
-        if examples and k else (),
+        examples_baseline=_examples(examples, j, key, base_version, k),
+        examples_candidate=_examples(examples, j, key, cand_version, k),
     )
+
+
+def _examples(
+    examples: ExampleSource | None, j: int, key: ComparisonKey, version: str, k: int
+) -> tuple[Snippet, ...]:
+    if examples is None or k == 0:
+        return ()
+    return tuple(examples.examples(j, key.model_id, version, key.field, k))
 
 
 def _versions(key: ComparisonKey) -> tuple[str, str]:

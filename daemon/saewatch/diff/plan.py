@@ -14,19 +14,17 @@ Three kinds, in this order, without duplicates:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from saewatch.config import DiffSettings
-from saewatch.models import ComparisonKey, FeatureCounts, TextField, VersionCount
+from saewatch.models import ComparisonKey, FeatureCounts, VersionCount
+from saewatch.views import StateView
 
 logger = logging.getLogger(__name__)
 
 WINDOW_SEPARATOR = "@"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-# counts(model_id, model_version, field, window) -> FeatureCounts; MonitorState.counts fits.
-CountsFn = Callable[[str, str, TextField, str], FeatureCounts]
 
 
 def versions_in_order(versions: Sequence[VersionCount], model_id: str, field: str) -> list[str]:
@@ -77,14 +75,15 @@ def _unique(keys: list[ComparisonKey]) -> list[ComparisonKey]:
     return out
 
 
-def resolve_counts(key: ComparisonKey, counts: CountsFn) -> tuple[FeatureCounts, FeatureCounts]:
-    """Baseline and candidate counts of ``key`` (disjoint samples for window comparisons)."""
+def resolve_counts(key: ComparisonKey, view: StateView) -> tuple[FeatureCounts, FeatureCounts]:
+    """Baseline and candidate counts of ``key`` in ``view`` (disjoint samples for window
+    comparisons); raises :class:`~saewatch.views.UnknownCountsError` for a version not seen."""
     if key.kind != "window":
-        return (counts(key.model_id, key.baseline, key.field, "all"),
-                counts(key.model_id, key.candidate, key.field, "all"))
+        return (view.counts(key.model_id, key.baseline, key.field, "all"),
+                view.counts(key.model_id, key.candidate, key.field, "all"))
     version, _, window = key.candidate.rpartition(WINDOW_SEPARATOR)
-    total = counts(key.model_id, version, key.field, "all")
-    recent = counts(key.model_id, version, key.field, window)
+    total = view.counts(key.model_id, version, key.field, "all")
+    recent = view.counts(key.model_id, version, key.field, window)
     before = FeatureCounts(
         model_id=key.model_id, model_version=version, field=key.field,
         window=f"before-{window}", n_documents=total.n_documents - recent.n_documents,

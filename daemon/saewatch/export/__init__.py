@@ -6,8 +6,8 @@ Wiring (done by the app)::
     holder = ReportHolder()
     registry.register(DriftReportCollector(holder, top_k=settings.web.top_k))
     metrics = PipelineMetrics(registry)
-    server = ExporterServer(settings.web, registry, holder, state=state, readiness=ready)
-    server.start()            # ... holder.publish(report) after every diff ...
+    server = ExporterServer(settings.web, registry, holder, readiness=ready)
+    server.start()            # ... holder.publish(report, view) after every diff ...
     server.stop()
 """
 

@@ -1,8 +1,10 @@
 """JSON API handlers: comparisons and their diffs, features, retrieval, versions, clusters.
 
-Comparisons, versions and clusters are read from the latest report (no state access at all); one
-feature's detail, its examples and retrieval ask the state through :class:`StateQueries`. With
-``web.serve_snippets`` off, every piece of event text is removed before a response is encoded.
+Comparisons, versions and clusters are read from the latest report; one feature's detail, its
+examples and retrieval are answered by the frozen state view published with it (or by a fixed
+:class:`StateQueries` given to the server). Neither touches the live state, so no request waits
+for the consumer. With ``web.serve_snippets`` off, every piece of event text is removed before a
+response is encoded.
 """
 
 from __future__ import annotations
@@ -124,11 +126,13 @@ class JsonApi:
     Parameters
     ----------
     holder
-        Source of the latest report.
+        Source of the latest report and of the state view published with it.
     web
         ``serve_snippets`` decides whether event text leaves the process.
     state
-        Needed by the feature, examples and retrieval endpoints (503 without it).
+        Fixed answers for the feature, examples and retrieval endpoints (a frozen
+        :class:`~saewatch.views.StateView`, say); without it they use the holder's latest view,
+        and answer 503 until one is published.
     """
 
     def __init__(
@@ -152,9 +156,13 @@ class JsonApi:
         return report
 
     def _state(self) -> StateQueries:
-        if self.state is None:
-            raise Unavailable("state queries are not attached to this server")
-        return self.state
+        if self.state is not None:
+            return self.state
+        view = self.holder.view  # one reference read: never waits for the consumer
+        if view is None:
+            raise Unavailable("state queries are not attached to this server yet: a state view "
+                              "is published with each drift report")
+        return view
 
     def comparisons(self, request: Request) -> Response:
         report = self._report()

@@ -1,11 +1,10 @@
-"""What export reads: the latest :class:`DriftReport` (swapped by reference) and state queries.
+"""What export reads: the latest :class:`DriftReport` and :class:`StateView`, swapped by reference.
 
-Export never imports another stage. The app hands it two things:
-
-* a :class:`ReportHolder`, into which the diff loop publishes each new immutable report; a scrape or
-  an HTTP request reads whatever report is current without taking any lock the consumer holds;
-* an object satisfying :class:`StateQueries` (the state engine does, structurally), used only by the
-  JSON API for questions a report cannot answer (one feature's detail, retrieval, examples).
+Export never imports another stage. The app hands it a :class:`ReportHolder`, into which the
+consumer thread publishes each new immutable report together with the frozen state view it was
+computed from. A scrape or an HTTP request reads whatever pair is current without taking any lock
+the consumer holds; the JSON API answers the questions a report cannot (one feature's detail,
+retrieval, examples) from the view, through the :class:`StateQueries` protocol it satisfies.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
 from saewatch.models import ClusterShare, ComparisonKey, DriftReport, Snippet, VersionCount
+from saewatch.views import StateView
 
 if TYPE_CHECKING:
     from saewatch.models import FeatureDetail, RetrievalHit, TextField
@@ -33,10 +33,10 @@ RetrievalMode = Literal["or", "and"]
 
 @runtime_checkable
 class StateQueries(Protocol):
-    """Read-only questions the HTTP API asks the state engine.
+    """Read-only questions the HTTP API asks about the state.
 
-    Implementations must be safe to call from HTTP worker threads while the consumer updates the
-    state (the state engine guards itself); none of them may touch the GPU.
+    :class:`~saewatch.views.StateView` answers them from a frozen copy (what the app serves);
+    implementations must be safe to call from HTTP worker threads and may not touch the GPU.
     """
 
     def version_counts(self) -> list[VersionCount]:
@@ -79,11 +79,20 @@ class HistoryPoint(NamedTuple):
     drift_score: float
 
 
-class ReportHolder:
-    """Thread-safe holder of the latest :class:`DriftReport` and a short drift-score history.
+class _Published(NamedTuple):
+    """A report and the state view it was computed from, swapped in as one reference."""
 
-    The diff loop calls :meth:`publish`; readers call :attr:`latest` and :meth:`history`. Reports
-    are frozen pydantic models, so readers may use the one they got for as long as they like.
+    report: DriftReport
+    view: StateView | None
+
+
+class ReportHolder:
+    """Thread-safe holder of the latest :class:`DriftReport`, its :class:`StateView` and a short
+    drift-score history.
+
+    The consumer calls :meth:`publish`; readers call :attr:`latest`, :attr:`view` and
+    :meth:`history`. Reports and views are immutable, so readers may use the one they got for as
+    long as they like, and reading never waits for the consumer.
 
     Parameters
     ----------
@@ -104,6 +113,8 @@ class ReportHolder:
     >>> holder.publish(DriftReport(generated_at=at, comparisons=(result,)))
     >>> holder.latest.comparisons[0].drift_score, [p.drift_score for p in holder.history(key)]
     (4.2, [4.2])
+    >>> holder.view is None  # published without a state view
+    True
     """
 
     def __init__(self, history_points: int = DEFAULT_HISTORY_POINTS) -> None:
@@ -111,22 +122,30 @@ class ReportHolder:
             raise ValueError("history_points must be at least 1")
         self.history_points = history_points
         self._lock = threading.Lock()
-        self._latest: DriftReport | None = None
+        self._current: _Published | None = None
         self._history: dict[ComparisonKey, deque[HistoryPoint]] = {}
         self._published = 0
 
     @property
     def latest(self) -> DriftReport | None:
         """The most recently published report, or ``None`` before the first diff."""
-        return self._latest  # a single reference read: atomic, never sees a half-built report
+        current = self._current  # a single reference read: atomic, never a half-built report
+        return current.report if current is not None else None
+
+    @property
+    def view(self) -> StateView | None:
+        """The state view the latest report was computed from (``None`` if none was given)."""
+        current = self._current
+        return current.view if current is not None else None
 
     @property
     def published(self) -> int:
         """How many reports were published since start."""
         return self._published
 
-    def publish(self, report: DriftReport) -> None:
-        """Make ``report`` the latest and append its drift scores to the history.
+    def publish(self, report: DriftReport, view: StateView | None = None) -> None:
+        """Make ``report`` (and the ``view`` it was computed from) the latest and append its
+        drift scores to the history.
 
         Comparisons missing from ``report`` lose their history, so memory stays bounded by the
         number of live comparisons times ``history_points``.
@@ -139,7 +158,7 @@ class ReportHolder:
                     points.append(HistoryPoint(result.computed_at, result.drift_score))
                 live[result.key] = points
             self._history = live
-            self._latest = report
+            self._current = _Published(report, view)
             self._published += 1
         logger.debug(
             "published report generated at %s with %d comparisons",

@@ -1,8 +1,8 @@
 """One HTTP port for everything: ``/metrics``, probes, the JSON API, OpenAPI and the report page.
 
 A stdlib :class:`~http.server.ThreadingHTTPServer` on its own daemon thread: requests only read
-the latest immutable report, the registry and (for a few API routes) the state's query methods, so
-serving never blocks the consumer nor touches the GPU. With ``web.bearer_token`` set, every route
+the latest immutable report, the frozen state view published with it (for a few API routes) and
+the registry, so serving never blocks the consumer nor touches the GPU. With ``web.bearer_token`` set, every route
 except ``/-/healthy`` and ``/-/ready`` requires ``Authorization: Bearer <token>`` (compared in
 constant time).
 """
@@ -87,9 +87,10 @@ class ExporterServer:
         Served at ``/metrics`` (register the collectors on it; the server adds
         ``saewatch_http_requests_total``).
     holder
-        Latest report, for the API and the report page.
+        Latest report and state view, for the API and the report page.
     state
-        Optional :class:`StateQueries` for feature, examples and retrieval routes.
+        Optional fixed :class:`StateQueries` for feature, examples and retrieval routes; by
+        default they answer from the view published with the latest report.
     readiness
         Returns ``(ready, reason)`` for ``/-/ready``; default: ready once a report exists.
     """

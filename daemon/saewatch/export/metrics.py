@@ -3,6 +3,16 @@
 Everything registers on an injected :class:`~prometheus_client.CollectorRegistry`; series whose
 label values are known up front (invalid reasons, text fields, stages) are pre-initialised at 0 so
 ``rate()`` and alerts see them before the first increment.
+
+Every record is accounted for, in two ways:
+
+- per process, as counters (reset by a restart, as Prometheus expects):
+  ``events_consumed = events_processed + events_invalid + events_duplicate``;
+- since the state began, as the gauge ``saewatch_state_records{outcome}``: the state's
+  persisted tally, restored from the snapshot, whose sum is the number of records before the
+  state's offsets (all that was produced, once the daemon caught up). A gauge, because after a
+  crash it falls back to the snapshot's values; a resumed *counter* would fall too, and
+  ``rate()`` would read the fall as a reset and count the whole total again.
 """
 
 from __future__ import annotations
@@ -20,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 INVALID_REASONS: tuple[str, ...] = get_args(InvalidReason)
 STAGES = ("source", "encode", "state", "diff", "export")
+# What became of a record: the labels of saewatch_state_records (RecordTally.outcomes()).
+RECORD_OUTCOMES = ("processed", "invalid", "duplicate")
 TRUNCATION_LIMITS = ("chars", "tokens")  # source.max_chars, encode.max_tokens_per_text
 # Encoding a batch takes ~0.3 s (MiniLM, bf16) to tens of seconds (SmolLM2 fp32 on 2 cores).
 ENCODE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
@@ -39,10 +51,13 @@ class PipelineMetrics:
 
     Attributes
     ----------
-    events_consumed, events_processed, events_invalid, texts_truncated, texts_processed,
-    tokens_processed, processing_errors : Counter
+    events_consumed, events_processed, events_invalid, events_duplicate, texts_truncated,
+    texts_processed, tokens_processed, processing_errors : Counter
         ``events_invalid`` has label ``reason``; ``texts_*``/``tokens_processed`` have ``field``;
-        ``processing_errors`` has ``stage``.
+        ``processing_errors`` has ``stage``. In one process, ``events_consumed`` equals
+        ``events_processed + events_invalid + events_duplicate``.
+    state_records : Gauge
+        Label ``outcome``; set through :meth:`set_state_records`.
     encode_duration, encode_batch_size, snapshot_duration, diff_duration : Histogram
     consumer_lag : Gauge
         Labels ``topic``, ``partition``; set through :meth:`set_consumer_lag` or
@@ -64,17 +79,31 @@ class PipelineMetrics:
     >>> registry.get_sample_value("saewatch_consumer_lag_messages",
     ...                           {"topic": "llm-events", "partition": "0"})
     12.0
+    >>> m.set_state_records({"processed": 90, "invalid": 3, "duplicate": 7})
+    >>> registry.get_sample_value("saewatch_state_records", {"outcome": "duplicate"})
+    7.0
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         ns = "saewatch"
         kw: dict[str, Any] = {"namespace": ns, "registry": registry}
-        self.events_consumed = Counter("events_consumed", "Records read from the source", **kw)
+        self.events_consumed = Counter(
+            "events_consumed",
+            "Records read from the source (= processed + invalid + duplicate, per process)",
+            **kw,
+        )
         self.events_processed = Counter(
-            "events_processed", "Valid events encoded and folded into the state", **kw
+            "events_processed",
+            "Valid events newly counted: folded into the state (saewatch encode: published)",
+            **kw,
         )
         self.events_invalid = Counter(
             "events_invalid", "Records rejected and sent to the dead-letter topic", ["reason"], **kw
+        )
+        self.events_duplicate = Counter(
+            "events_duplicate",
+            "Valid events the state dropped because their event_id was already counted (replays)",
+            **kw,
         )
         # limit="chars": cut at the source (source.max_chars) before encoding;
         # limit="tokens": cut by the encoder's token budget (encode.max_tokens_per_text).
@@ -84,8 +113,24 @@ class PipelineMetrics:
         )
         self.texts_processed = Counter("texts_processed", "Texts encoded", ["field"], **kw)
         self.tokens_processed = Counter("tokens_processed", "Tokens encoded", ["field"], **kw)
+        # A processing error is a record saewatch itself got wrong, unlike a producer's bad event
+        # (only in events_invalid). Today: a features message an aggregator cannot decode
+        # (stage="source"), written by a saewatch encoder, so version skew or corruption; it is
+        # dead-lettered and in events_invalid too. No other stage skips a record: a failed encode
+        # or state update stops the process and the batch is read again after the restart.
         self.processing_errors = Counter(
-            "processing_errors", "Records skipped after an error, per stage", ["stage"], **kw
+            "processing_errors",
+            "Records skipped after an error of saewatch's own, per stage (also in events_invalid)",
+            ["stage"],
+            **kw,
+        )
+        # Not pre-initialised: only a process with a state (run, aggregate) sets it, at restore.
+        self.state_records = Gauge(
+            "state_records",
+            "Records before the state's offsets by outcome, each counted once since the state "
+            "began (persisted in its snapshots; the sum is every record read)",
+            ["outcome"],
+            **kw,
         )
         self._init_timing_metrics(kw)
         self._init_model_metrics(kw)
@@ -179,6 +224,18 @@ class PipelineMetrics:
         for field, tokens in field_tokens.items():
             self.texts_processed.labels(field=field).inc(documents)
             self.tokens_processed.labels(field=field).inc(tokens)
+
+    def count_folded(self, processed: int, duplicates: int, tally: Mapping[str, int]) -> None:
+        """Record one batch folded into the state: events newly counted, events dropped as
+        already counted, and the state's whole tally by outcome."""
+        self.events_processed.inc(processed)
+        self.events_duplicate.inc(duplicates)
+        self.set_state_records(tally)
+
+    def set_state_records(self, by_outcome: Mapping[str, int]) -> None:
+        """Publish the state's tally (``RecordTally.outcomes()``), e.g. after each batch."""
+        for outcome in RECORD_OUTCOMES:
+            self.state_records.labels(outcome=outcome).set(by_outcome.get(outcome, 0))
 
     def snapshot_written(self, at: float | None = None, seconds: float | None = None) -> None:
         """Record a state snapshot written at Unix time ``at`` (now by default)."""

@@ -15,6 +15,12 @@ Sends are asynchronous; :meth:`DeadLetterQueue.settle` waits for the acknowledge
 and returns, per source partition, the lowest offset whose dead letter is not yet delivered. The
 source never commits a partition past that offset, so an undelivered dead letter is re-read after a
 restart instead of being lost.
+
+Dead letters are therefore at-least-once: a crash after a dead letter was sent but before the
+checkpoint that covers its record re-reads the record from the snapshot's offsets and sends it
+again. The three ``saewatch.source.*`` headers name the source record uniquely, so a consumer of
+the dead-letter topic drops the copies by them. (Kafka transactions cannot avoid the copy: the
+offsets the daemon resumes from live in its snapshot on disk, outside any Kafka transaction.)
 """
 
 from __future__ import annotations

@@ -234,6 +234,24 @@ class CooccurrenceCounter(StateComponent):
         return [(int(tracked[a]), int(tracked[b]), float(scores[a, b]), int(c[a, b]))
                 for a, b in zip(i, j, strict=True)]
 
+    def frozen(self) -> CooccurrenceCounter:
+        """A detached copy for read-only queries (a state view's NPMI neighbours).
+
+        Pending counts are flushed into this counter first, so the copy has none: its queries
+        then never write (``_flush`` is a no-op) and it is safe to share between threads.
+
+        >>> from saewatch.state.testing import make_batch
+        >>> co = CooccurrenceCounter(d_sae=4, top_n=4)
+        >>> co.update(make_batch([[0, 1]] * 3, 4))
+        >>> copy = co.frozen()
+        >>> co.update(make_batch([[0, 1]] * 3, 4))
+        >>> copy.pair_count("response", 0, 1), co.pair_count("response", 0, 1)
+        (3, 6)
+        """
+        copy = CooccurrenceCounter(self.d_sae, self.top_n, self.metadata_values_max)
+        copy.restore(self.snapshot())
+        return copy
+
     # --- snapshot / merge ---------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:

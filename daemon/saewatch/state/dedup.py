@@ -4,6 +4,8 @@ Replays are what at-least-once delivery produces: an encoder that crashed betwee
 codes and committing its input offsets publishes them again, and an upstream producer may retry.
 Events carry a unique ``event_id``, so the state remembers the last ``capacity`` ids (persisted in
 every snapshot, hence consistent with the snapshot's offsets) and skips an event it has seen.
+:class:`~saewatch.state.monitor.MonitorState` tallies the skipped events (``tally.duplicates``,
+persisted too), and the app exports them as ``saewatch_events_duplicate_total``.
 
 The horizon must exceed the longest replay: at most ``max_poll_records`` per encoder partition,
 plus whatever upstream retries; the default (200,000 ids, ~20 MB) leaves a wide margin.
@@ -45,12 +47,6 @@ class RecentEvents(StateComponent):
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
-        self._dropped = 0
-
-    @property
-    def dropped(self) -> int:
-        """Events skipped as already counted, since this object was created or restored."""
-        return self._dropped
 
     def fresh(self, batch: FeatureBatch) -> FeatureBatch:
         """The events of ``batch`` not counted before (nor earlier in the batch); remembers them."""
@@ -62,7 +58,6 @@ class RecentEvents(StateComponent):
             keep.append(i)
         skipped = len(batch) - len(keep)
         if skipped:
-            self._dropped += skipped
             logger.info("skipped %d already counted events", skipped)
         return batch if skipped == 0 else batch.take(keep)
 
@@ -88,7 +83,6 @@ class RecentEvents(StateComponent):
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.capacity = int(snapshot["capacity"])
         self._ids = OrderedDict((str(i), None) for i in snapshot["ids"].tolist())
-        self._dropped = 0
 
     def merge(self, other: Self) -> None:
         """Union, ``other``'s ids counted as the more recent ones."""

@@ -11,6 +11,7 @@ event handle and unreferenced ones are garbage-collected when the table has doub
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Self
 
 import numpy as np
@@ -136,16 +137,24 @@ class ExampleReservoirs(StateComponent):
         res = self._res.get((model_id, model_version, field))
         if res is None or not 0 <= feature < self.d_sae:
             return []
-        out = []
-        for slot in range(min(k or self.k, self.k)):
-            h = int(res.handle[feature, slot])
-            if h < 0:
-                break
-            event_id, texts = self._texts[h]
-            out.append(Snippet(event_id=event_id, model_version=model_version,
-                               activation=round(float(res.act[feature, slot]), 4),
-                               text=texts.get(field, "")))
-        return out
+        return _snippets(res.act[feature], res.handle[feature], self._texts, model_version, field,
+                         min(k or self.k, self.k))
+
+    def frozen(self) -> FrozenExamples:
+        """A detached read-only copy of the reservoirs, for a state view.
+
+        >>> from saewatch.state.testing import make_batch
+        >>> ex = ExampleReservoirs(d_sae=4, k=2)
+        >>> ex.update(make_batch([[1], [1]], 4, values=[[0.5], [2.0]]))
+        >>> frozen = ex.frozen()
+        >>> ex.update(make_batch([[1]], 4, values=[[9.0]], start=2))
+        >>> [s.event_id for s in frozen.examples(1, "m", "v1", "response")]
+        ['e1', 'e0']
+        """
+        # The text table is copied shallowly: its entries are never changed once written.
+        return FrozenExamples(self.d_sae, self.k, {key: (_read_only(r.act), _read_only(r.handle))
+                                                   for key, r in self._res.items()},
+                              dict(self._texts))
 
     def snapshot(self) -> dict[str, Any]:
         self._collect()
@@ -191,6 +200,64 @@ class ExampleReservoirs(StateComponent):
         self._texts.update({h + shift: t for h, t in other._texts.items()})
         self._next_handle += other._next_handle
         self._collect()
+
+
+class FrozenExamples:
+    """Read-only top-k examples over copies of the reservoirs (see :meth:`ExampleReservoirs.frozen`).
+
+    Parameters
+    ----------
+    d_sae, k
+        As the reservoirs they were copied from.
+    reservoirs
+        Per (model_id, model_version, field): activations and event handles, ``[d_sae, k]``.
+    texts
+        Event handle -> (event id, snippet per field).
+    """
+
+    __slots__ = ("d_sae", "k", "_res", "_texts")
+
+    def __init__(
+        self, d_sae: int, k: int, reservoirs: dict[StateKey, tuple[np.ndarray, np.ndarray]],
+        texts: dict[int, tuple[str, dict[str, str]]],
+    ) -> None:
+        self.d_sae = d_sae
+        self.k = k
+        self._res = reservoirs
+        self._texts = texts
+
+    def examples(
+        self, feature: int, model_id: str, model_version: str, field: TextField, k: int | None = None
+    ) -> list[Snippet]:
+        """The strongest examples of ``feature``, best first (text empty if snippets are off)."""
+        res = self._res.get((model_id, model_version, field))
+        if res is None or not 0 <= feature < self.d_sae:
+            return []
+        act, handle = res
+        return _snippets(act[feature], handle[feature], self._texts, model_version, field,
+                         min(k or self.k, self.k))
+
+
+def _snippets(
+    act: np.ndarray, handle: np.ndarray, texts: Mapping[int, tuple[str, dict[str, str]]],
+    model_version: str, field: TextField, k: int,
+) -> list[Snippet]:
+    """Snippets of one feature's reservoir row (slots are sorted best first, -1 = empty)."""
+    out = []
+    for slot in range(k):
+        h = int(handle[slot])
+        if h < 0:
+            break
+        event_id, text = texts[h]
+        out.append(Snippet(event_id=event_id, model_version=model_version,
+                           activation=round(float(act[slot]), 4), text=text.get(field, "")))
+    return out
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    out.flags.writeable = False
+    return out
 
 
 def _stack(arrays: list[np.ndarray], empty: tuple[int, ...], dtype: type) -> np.ndarray:

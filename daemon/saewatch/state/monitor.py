@@ -1,9 +1,10 @@
 """``MonitorState``: all of saewatch's state behind one update/snapshot/restore/merge.
 
 It owns one instance of each algorithm (cumulative counts, windows, co-occurrence, clusters,
-retrieval, examples), checks that every batch comes from the same encoder, and answers the queries
-``export`` and ``diff`` need. A re-entrant lock makes queries from the HTTP thread safe while the
-main loop updates.
+retrieval, examples), checks that every batch comes from the same encoder, and answers queries.
+What ``diff`` and ``export`` read is a frozen :class:`~saewatch.views.StateView` (:meth:`view`),
+taken by the consumer thread between batches; they never hold the live state. The re-entrant lock
+still guards the live queries and merges against a concurrent update.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 from saewatch.config import StateSettings
@@ -26,7 +28,7 @@ from saewatch.models import (
     TextField,
     VersionCount,
 )
-from saewatch.state.base import StateComponent
+from saewatch.state.base import RecordTally, StateComponent
 from saewatch.state.clusters import StreamingClusters
 from saewatch.state.cooccurrence import CooccurrenceCounter
 from saewatch.state.counts import FeatureCounter
@@ -38,9 +40,11 @@ from saewatch.state.exceptions import (
     InvalidCodesError,
     UnknownKeyError,
 )
-from saewatch.state.neighbours import feature_neighbours, top_pairs
+from saewatch.state.neighbours import top_pairs
 from saewatch.state.retrieval import RetrievalIndex
+from saewatch.state.view import build_view
 from saewatch.state.windows import WindowedCounter
+from saewatch.views import StateView
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,13 @@ class MonitorState(StateComponent):
     [0, 1, 2]
     >>> [(v.model_version, v.field, v.documents) for v in state.version_counts()]
     [('v1', 'prompt', 2), ('v1', 'response', 2)]
+
+    :attr:`tally` says what became of every record, persisted with the snapshot's offsets:
+
+    >>> state.update(make_batch([[3], [4]], d_sae=8, version="v1", start=1))  # e1 again, e2
+    >>> state.count_invalid(1)
+    >>> state.tally
+    RecordTally(processed=3, duplicates=1, invalid=1)
     """
 
     def __init__(
@@ -78,6 +89,8 @@ class MonitorState(StateComponent):
         self.d_sae = d_sae
         self._lock = threading.RLock()
         self._parts: dict[str, Any] = {}
+        # Replaced, never mutated: a reader gets a consistent tally without taking the lock.
+        self._tally = RecordTally()
         if d_sae is not None:
             self._build(d_sae)
 
@@ -114,16 +127,29 @@ class MonitorState(StateComponent):
     # --- the StateComponent contract ----------------------------------------------------------
 
     def update(self, batch: FeatureBatch) -> None:
+        """Fold the events of ``batch`` not counted before in; :attr:`tally` says how many."""
         with self._lock:
             self._bind(batch.encoder_id, batch.d_sae, "batch")
             if len(batch) == 0:
                 return
             _check_ids(batch)
-            batch = self._parts["seen"].fresh(batch)
-            if len(batch) == 0:
-                return
-            for name in COMPONENTS[1:]:
-                self._parts[name].update(batch)
+            fresh = self._parts["seen"].fresh(batch)
+            if len(fresh):
+                for name in COMPONENTS[1:]:
+                    self._parts[name].update(fresh)
+            self._tally += RecordTally(processed=len(fresh), duplicates=len(batch) - len(fresh))
+
+    def count_invalid(self, records: int) -> None:
+        """Account for ``records`` the source rejected (they never reach :meth:`update`)."""
+        if records < 0:
+            raise ValueError("records must not be negative")
+        with self._lock:
+            self._tally += RecordTally(invalid=records)
+
+    @property
+    def tally(self) -> RecordTally:
+        """What became of every record accounted for since the state began (persisted)."""
+        return self._tally
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -131,29 +157,32 @@ class MonitorState(StateComponent):
                 "encoder_id": self.encoder_id,
                 "d_sae": self.d_sae,
                 "settings": self.settings.model_dump(mode="json"),
+                "tally": self._tally.as_dict(),
                 **{name: part.snapshot() for name, part in self._parts.items()},
             }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         with self._lock:
-            if snapshot["d_sae"] is None:
-                return
-            if self.encoder_id is not None and self.d_sae is not None:
-                self._bind(snapshot["encoder_id"], int(snapshot["d_sae"]), "snapshot")
-            self.encoder_id = snapshot["encoder_id"]
-            self._build(int(snapshot["d_sae"]))
-            for name in COMPONENTS:
-                self._parts[name].restore(snapshot[name])
+            # Snapshots written before the tally existed restore it as zeros.
+            tally = RecordTally.from_dict(snapshot.get("tally", {}))
+            if snapshot["d_sae"] is not None:  # None: no valid event yet, only the tally
+                if self.encoder_id is not None and self.d_sae is not None:
+                    self._bind(snapshot["encoder_id"], int(snapshot["d_sae"]), "snapshot")
+                self.encoder_id = snapshot["encoder_id"]
+                self._build(int(snapshot["d_sae"]))
+                for name in COMPONENTS:
+                    self._parts[name].restore(snapshot[name])
+            self._tally = tally
 
     def merge(self, other: Self) -> None:
         with self._lock, other._lock:
-            if other.d_sae is None:
-                return
-            self._bind(str(other.encoder_id), other.d_sae, "merged state")
-            if other.settings != self.settings:
-                raise IncompatibleStateError("states have different settings: cannot merge")
-            for name in COMPONENTS:
-                self._parts[name].merge(other._parts[name])
+            if other.d_sae is not None:
+                self._bind(str(other.encoder_id), other.d_sae, "merged state")
+                if other.settings != self.settings:
+                    raise IncompatibleStateError("states have different settings: cannot merge")
+                for name in COMPONENTS:
+                    self._parts[name].merge(other._parts[name])
+            self._tally += other._tally
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -183,33 +212,37 @@ class MonitorState(StateComponent):
                 return self._parts["counts"].counts(model_id, model_version, field)
             return self._parts["windows"].counts(model_id, model_version, field, window)
 
-    def frequencies(self, feature: int) -> list[FeatureFrequency]:
+    def view(self, now: datetime | None = None) -> StateView:
+        """A frozen copy of what diff and export read: versions, counts per key and window,
+        clusters, and detached copies of the examples, the retrieval ring and co-occurrence.
+
+        Call it from the thread that updates (the consumer), between batches; the view never
+        changes afterwards, whatever the state does, and reading it takes no lock.
+
+        >>> from saewatch.state.testing import T0, make_batch
+        >>> state = MonitorState(StateSettings(retrieval_capacity=100, cluster_warmup_events=0))
+        >>> state.update(make_batch([[1, 2], [2]], d_sae=8))
+        >>> view = state.view(now=T0)
+        >>> state.update(make_batch([[2]], d_sae=8, start=2))
+        >>> int(view.counts("m", "v1", "response").fired[2])
+        2
+        >>> int(state.counts("m", "v1", "response").fired[2])
+        3
+        >>> [h.event_id for h in view.retrieve([2])], view.taken_at == T0
+        (['e1', 'e0'], True)
+        """
         with self._lock:
-            out = []
-            for v in self.version_counts():
-                for window in self.window_names():
-                    c = self.counts(v.model_id, v.model_version, v.field, window)
-                    if c.n_documents:
-                        fired = int(c.fired[feature])
-                        out.append(FeatureFrequency(
-                            model_id=v.model_id, model_version=v.model_version, field=v.field,
-                            window=window, documents=c.n_documents, fired=fired,
-                            frequency=fired / c.n_documents))
-            return out
+            return build_view(self._parts, self.settings, self.window_names(),
+                              now or datetime.now(UTC))
+
+    def frequencies(self, feature: int) -> list[FeatureFrequency]:
+        """How often ``feature`` fired per version, field and window (one implementation: the
+        view's; this copies the state, so it is for tests and tools, not a hot path)."""
+        return self.view().frequencies(feature)
 
     def feature_detail(self, feature: int, labels: Mapping[int, str] | None = None) -> FeatureDetail:
-        with self._lock:
-            snippets = [s for v in self.version_counts() if v.field == "response"
-                        for s in self.examples(feature, v.model_id, v.model_version, "response")]
-            snippets.sort(key=lambda s: -s.activation)
-            neighbours = (feature_neighbours(self._parts["cooccurrence"], feature, labels)
-                          if self._parts else [])
-            return FeatureDetail(
-                feature=feature, label=(labels or {}).get(feature),
-                frequencies=tuple(self.frequencies(feature)) if self._parts else (),
-                examples=tuple(snippets[: self.settings.examples_per_feature]),
-                neighbours=tuple(neighbours),
-            )
+        """Frequencies, examples and NPMI neighbours of ``feature`` (through :meth:`view`)."""
+        return self.view().feature_detail(feature, labels)
 
     def retrieve(
         self,

@@ -40,6 +40,9 @@ class _Chunk:
         small = np.uint16 if self.last_seq - self.base < 2**16 else np.uint32
         self.features, self.act = features[order], act[order]
         self.offset = (seq[order] - self.base).astype(small)
+        # Frozen copies of the index share chunks (RetrievalIndex.frozen): never write one.
+        for a in (self.features, self.act, self.offset):
+            a.flags.writeable = False
 
     @property
     def seq(self) -> np.ndarray:
@@ -50,7 +53,92 @@ class _Chunk:
         return self.offset[lo:hi].astype(np.int64) + self.base, self.act[lo:hi]
 
 
-class RetrievalIndex(StateComponent):
+class _RingQueries:
+    """Retrieval over a ring of events and its posting chunks; shared by the live index and
+    its frozen copies, which hold the same attributes."""
+
+    capacity: int
+    _seq: int
+    _event_id: list[str]
+    _versions: list[tuple[str, str]]
+    _version: np.ndarray
+    _time: np.ndarray
+    _text: dict[TextField, list[str | None]]
+    _chunks: dict[TextField, list[_Chunk]]
+
+    def retrieve(
+        self,
+        features: Sequence[int],
+        mode: Literal["and", "or"] = "or",
+        model_id: str | None = None,
+        model_version: str | None = None,
+        field: TextField = "response",
+        limit: int = 20,
+    ) -> list[RetrievalHit]:
+        """Recent events where the features fired (any for ``or``, all for ``and``)."""
+        wanted = sorted(set(int(f) for f in features))
+        if not wanted:
+            return []
+        seqs, feats, acts = self._postings(field, wanted)
+        if len(seqs) == 0:
+            return []
+        uniq, inv = np.unique(seqs, return_inverse=True)
+        score = np.bincount(inv, weights=acts)
+        matched = np.bincount(inv)
+        ok = matched == len(wanted) if mode == "and" else matched > 0
+        if model_id is not None or model_version is not None:
+            allowed = [i for i, (m, v) in enumerate(self._versions)
+                       if model_id in (None, m) and model_version in (None, v)]
+            ok &= np.isin(self._version[uniq % self.capacity], allowed)
+        best = np.flatnonzero(ok)[np.lexsort((-uniq[ok], -score[ok]))][:limit]
+        return [self._hit(int(uniq[b]), float(score[b]), feats[inv == b], field) for b in best]
+
+    def _postings(self, field: TextField, wanted: list[int]) -> tuple[np.ndarray, ...]:
+        oldest = self._seq - self.capacity
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for chunk in self._chunks[field]:
+            for f in wanted:
+                seq, act = chunk.lookup(f)
+                live = seq >= oldest
+                parts.append((seq[live], np.full(int(live.sum()), f), act[live]))
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    def _hit(self, seq: int, score: float, feats: np.ndarray, field: TextField) -> RetrievalHit:
+        pos = seq % self.capacity
+        model_id, version = self._versions[self._version[pos]]
+        return RetrievalHit(
+            event_id=self._event_id[pos], model_id=model_id, model_version=version, field=field,
+            timestamp=datetime.fromtimestamp(float(self._time[pos]), tz=UTC),
+            score=round(score, 6), matched_features=tuple(sorted(int(f) for f in feats)),
+            snippet=self._text[field][pos],
+        )
+
+
+class FrozenRetrieval(_RingQueries):
+    """Read-only retrieval over a copy of a :class:`RetrievalIndex` (see its ``frozen``).
+
+    The ring's arrays and lists are copied (the live ring overwrites them in place); the posting
+    chunks are shared, since a chunk is never written after it is built: the live index only
+    appends new ones and drops whole old ones.
+    """
+
+    __slots__ = ("capacity", "_seq", "_event_id", "_versions", "_version", "_time", "_text",
+                 "_chunks")
+
+    def __init__(self, index: RetrievalIndex) -> None:
+        self.capacity = index.capacity
+        self._seq = index._seq
+        self._event_id = list(index._event_id)
+        self._versions = list(index._versions)
+        self._version = _read_only(index._version)
+        self._time = _read_only(index._time)
+        self._text = {f: list(index._text[f]) for f in TEXT_FIELDS}
+        self._chunks = {f: list(index._chunks[f]) for f in TEXT_FIELDS}
+
+
+class RetrievalIndex(StateComponent, _RingQueries):
     """Find recent events by SAE features (AND/OR), ranked by activation.
 
     Parameters
@@ -134,54 +222,18 @@ class RetrievalIndex(StateComponent):
         for f in TEXT_FIELDS:
             self._chunks[f] = [c for c in self._chunks[f] if c.last_seq >= oldest]
 
-    def retrieve(
-        self,
-        features: Sequence[int],
-        mode: Literal["and", "or"] = "or",
-        model_id: str | None = None,
-        model_version: str | None = None,
-        field: TextField = "response",
-        limit: int = 20,
-    ) -> list[RetrievalHit]:
-        """Recent events where the features fired (any for ``or``, all for ``and``)."""
-        wanted = sorted(set(int(f) for f in features))
-        if not wanted:
-            return []
-        seqs, feats, acts = self._postings(field, wanted)
-        if len(seqs) == 0:
-            return []
-        uniq, inv = np.unique(seqs, return_inverse=True)
-        score = np.bincount(inv, weights=acts)
-        matched = np.bincount(inv)
-        ok = matched == len(wanted) if mode == "and" else matched > 0
-        if model_id is not None or model_version is not None:
-            allowed = [i for i, (m, v) in enumerate(self._versions)
-                       if model_id in (None, m) and model_version in (None, v)]
-            ok &= np.isin(self._version[uniq % self.capacity], allowed)
-        best = np.flatnonzero(ok)[np.lexsort((-uniq[ok], -score[ok]))][:limit]
-        return [self._hit(int(uniq[b]), float(score[b]), feats[inv == b], field) for b in best]
+    def frozen(self) -> FrozenRetrieval:
+        """A read-only copy of the ring's current contents, for a state view.
 
-    def _postings(self, field: TextField, wanted: list[int]) -> tuple[np.ndarray, ...]:
-        oldest = self._seq - self.capacity
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for chunk in self._chunks[field]:
-            for f in wanted:
-                seq, act = chunk.lookup(f)
-                live = seq >= oldest
-                parts.append((seq[live], np.full(int(live.sum()), f), act[live]))
-        if not parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-
-    def _hit(self, seq: int, score: float, feats: np.ndarray, field: TextField) -> RetrievalHit:
-        pos = seq % self.capacity
-        model_id, version = self._versions[self._version[pos]]
-        return RetrievalHit(
-            event_id=self._event_id[pos], model_id=model_id, model_version=version, field=field,
-            timestamp=datetime.fromtimestamp(float(self._time[pos]), tz=UTC),
-            score=round(score, 6), matched_features=tuple(sorted(int(f) for f in feats)),
-            snippet=self._text[field][pos],
-        )
+        >>> from saewatch.state.testing import make_batch
+        >>> index = RetrievalIndex(capacity=2)
+        >>> index.update(make_batch([[1], [1]], 4))
+        >>> frozen = index.frozen()
+        >>> index.update(make_batch([[1], [1]], 4, start=2))
+        >>> sorted(h.event_id for h in frozen.retrieve([1])), len(index.retrieve([1]))
+        (['e0', 'e1'], 2)
+        """
+        return FrozenRetrieval(self)
 
     def snapshot(self) -> dict[str, Any]:
         live = [(s, s % self.capacity) for s in range(max(0, self._seq - self.capacity), self._seq)]
@@ -270,6 +322,12 @@ def _put(ring: list, first: int, values: list) -> None:
     head = values[: len(ring) - first]
     ring[first:first + len(head)] = head
     ring[: len(values) - len(head)] = values[len(head):]
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    out.flags.writeable = False
+    return out
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
