@@ -53,6 +53,7 @@ kafka-down:
 
 lint: venv
 	$(BIN)/ruff check daemon tests benchmarks
+	$(BIN)/mypy
 
 schema: venv
 	$(BIN)/saewatch schema > schemas/llm_event.schema.json

@@ -45,3 +45,12 @@ def test_shared_modules_import_no_stage() -> None:
         for path in paths:
             for name in _saewatch_imports(path):
                 assert name.split(".")[1] not in STAGES, f"{path.name} imports {name}"
+
+
+MAX_MODULE_LINES = 400  # the house limit: a module longer than this holds more than one concern
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    long = {str(p.relative_to(PACKAGE)): n for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}

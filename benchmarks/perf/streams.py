@@ -209,10 +209,13 @@ def run_measurement(
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         root = Path(tmp)
         model, sae = args.model, args.sae
+        precision = "auto"  # the daemon's own choice for real models
         if args.quick and model is None and sae is None:
             model_dir, sae = build_tiny_model(root / "tiny")
             model = str(model_dir)
-        encode = encode_settings(model, sae, args.max_tokens_per_text, args.max_tokens_per_batch)
+            precision = "fp32"  # the smoke runs compare counts exactly, as the suite does
+        encode = encode_settings(model, sae, args.max_tokens_per_text, args.max_tokens_per_batch,
+                                 precision)
         result = measure(args, encode, root)
     result["quick"] = args.quick
     text = json.dumps(result, indent=2)

@@ -9,14 +9,11 @@ same pieces for the scale-out split (:mod:`saewatch.roles`).
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Literal
 
 from prometheus_client import CollectorRegistry
@@ -28,14 +25,25 @@ from saewatch.encode.base import Encoder
 from saewatch.errors import ConfigError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
-from saewatch.models import TEXT_FIELDS, FeatureBatch, SourceBatch
+from saewatch.models import FeatureBatch, SourceBatch
+from saewatch.runtime import (
+    Readiness,
+    SourceFactory,
+    StopFlag,
+    count_polled,
+    default_encoder,
+    encode_timed,
+    fold,
+    report_encoder,
+    report_model,
+    report_source,
+)
 from saewatch.source.base import ResumeOffset, Source
 from saewatch.state.monitor import MonitorState
 from saewatch.state.snapshot import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
-SourceFactory = Callable[[ResumeOffset, threading.Event], Source]
 Role = Literal["run", "aggregate"]
 
 
@@ -53,55 +61,6 @@ def features_source(settings: Settings, resume: ResumeOffset, stop: threading.Ev
         settings, resume, topics=[kafka.features_topic], stop=stop, decode=decode_record,
         group_id=f"{kafka.group_id}-aggregate", dlq_topic=f"{kafka.features_topic}.dlq",
     )
-
-
-@dataclass
-class Readiness:
-    """``/-/ready``: model loaded, partitions assigned, state restored."""
-
-    model_loaded: bool = False
-    state_restored: bool = False
-    source: Source | None = None
-    reasons: list[str] = field(default_factory=list)
-
-    def __call__(self) -> tuple[bool, str]:
-        missing = [
-            name
-            for name, ok in (
-                ("model not loaded", self.model_loaded),
-                ("state not restored", self.state_restored),
-                ("no partitions assigned", self.source is not None and bool(self._assigned())),
-            )
-            if not ok
-        ]
-        return (not missing, "; ".join(missing) or "ready")
-
-    def _assigned(self) -> frozenset[tuple[str, int]]:
-        return self.source.assignment() if self.source is not None else frozenset()
-
-
-class StopFlag:
-    """Set by SIGTERM/SIGINT; a second Ctrl+C restores the default handler (hard stop)."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        logger.info("signal %s: finishing the batch in hand, then checkpointing", signum)
-        self.event.set()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    @contextmanager
-    def installed(self) -> Iterator[StopFlag]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 class App:
@@ -207,13 +166,13 @@ class App:
                 self._handle(batch, encoder, state)
                 tracker.advance_batch(batch)
                 self.handled += len(batch)
-            elif not len(polled) and self.stop_when_exhausted and getattr(source, "exhausted", False):
+            elif not len(polled) and self.stop_when_exhausted and source.exhausted:
                 logger.info("source exhausted")
                 break
             checkpointer.maybe_checkpoint()
             if time.monotonic() >= next_report:
                 self._publish_report(state)
-                report_lag(self.metrics, source)
+                report_source(self.metrics, source)
                 report_encoder(self.metrics, encoder)
                 next_report = time.monotonic() + self.settings.diff.interval_s
             if self.max_events is not None and self.handled >= self.max_events:
@@ -289,105 +248,13 @@ class App:
         stack.enter_context(server)
 
 
-def count_polled(metrics: PipelineMetrics, batch: SourceBatch) -> None:
-    """Records read, invalid ones by reason, texts cut to ``source.max_chars``."""
-    metrics.events_consumed.inc(len(batch))
-    for bad in batch.invalid:
-        metrics.events_invalid.labels(reason=bad.reason).inc()
-    for record in batch.records:
-        for name in record.truncated_fields:
-            metrics.texts_truncated.labels(field=name, limit="chars").inc()
-
-
-def fold(state: MonitorState, codes: FeatureBatch | None, invalid: int,
-         metrics: PipelineMetrics) -> None:
-    """Fold ``codes`` into ``state`` and tally the ``invalid`` records; count both in metrics."""
-    before = state.tally
-    state.count_invalid(invalid)
-    if codes is not None:
-        state.update(codes)
-    done = state.tally - before
-    metrics.count_folded(done.processed, done.duplicates, state.tally.outcomes())
-
-
-def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics) -> FeatureBatch:
-    """Encode the batch's valid events, recording duration, size, tokens and token-budget cuts."""
-    started = time.monotonic()
-    codes = encoder.encode([r.event for r in batch.records])
-    seconds = time.monotonic() - started
-    tokens = {}
-    for name in TEXT_FIELDS:
-        field = codes.codes(name)
-        tokens[name] = int(field.n_tokens.sum())
-        metrics.texts_truncated.labels(field=name, limit="tokens").inc(int(field.truncated.sum()))
-    metrics.observe_encode(tokens, len(codes), seconds)
-    return codes
-
-
-def report_lag(metrics: PipelineMetrics, source: Source) -> None:
-    """Partitions assigned and, where the source measures it, lag per partition."""
-    lag = getattr(source, "lag", None)
-    metrics.partitions_assigned.set(len(source.assignment()))
-    if lag is None:
-        return
-    by_topic: dict[str, dict[int, int]] = {}
-    for (topic, partition), value in lag().items():
-        by_topic.setdefault(topic, {})[partition] = value
-    for topic, values in by_topic.items():
-        metrics.set_consumer_lag(topic, values)
-
-
-def report_encoder(metrics: PipelineMetrics, encoder: Encoder | None) -> None:
-    """SAE sanity (FVE, L0 on the first tokens) and GPU memory, when known."""
-    health = getattr(encoder, "health", None)
-    if health is not None and health.fve is not None and health.mean_l0 is not None:
-        metrics.set_sae_sanity(health.fve, health.mean_l0)
-    device = getattr(getattr(encoder, "reader", None), "device", None)
-    if device is not None and device.type == "cuda":
-        import torch
-
-        metrics.set_gpu_memory(
-            str(device), torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
-        )
-
-
-def report_model(metrics: PipelineMetrics, encoder: Encoder) -> None:
-    """``saewatch_model_info``: the encoder id reads ``model/hook/sae[/threshold=t]``."""
-    model, hook, sae = ([*encoder.encoder_id.split("/", 2), "", ""])[:3]
-    device = getattr(getattr(encoder, "reader", None), "device", "unknown")
-    metrics.set_model(model=model, sae=sae, hook=hook, device=str(device),
-                      d_sae=encoder.d_sae, encoder_id=encoder.encoder_id)
-
-
 def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]:
-    """Short labels per feature: the configured file (strict), or the default SAE's labels when
-    the encoder in use is the default SAE (checked by the labels' ``sae_id``)."""
-    from saewatch.encode.default import default_labels_path
-    from saewatch.encode.labels import load_labels
+    """Short labels per feature, by the encode stage's own rule (:func:`labels_for_settings`)."""
+    from saewatch.encode.labels import labels_for_settings
 
-    d_sae = encoder.d_sae if encoder is not None else None
-    if settings.labels_path is not None:
-        labels = load_labels(settings.labels_path, d_sae)
-    elif settings.sae is None and default_labels_path().exists():
-        labels = load_labels(default_labels_path())
-        if encoder is not None and labels.sae_id not in encoder.encoder_id:
-            logger.warning("the default labels describe %s, not %s: no labels",
-                           labels.sae_id, encoder.encoder_id)
-            return {}
-    else:
-        logger.warning("no feature labels (encode.labels_path): diffs show feature ids only")
-        return {}
-    return {f.feature: f.label for f in labels.features if f.label}
-
-
-def default_encoder(settings: Settings) -> Callable[[], Encoder]:
-    def build() -> Encoder:
-        from saewatch.encode.encoder import SAEEncoder
-
-        return SAEEncoder.from_settings(settings.encode)
-
-    return build
-
+    labels = labels_for_settings(settings, encoder.d_sae if encoder is not None else None,
+                                 encoder.encoder_id if encoder is not None else None)
+    return {} if labels is None else {f.feature: f.label for f in labels.features if f.label}
 
 def _default_source(settings: Settings, role: Role) -> SourceFactory:
     def build(resume: ResumeOffset, stop: threading.Event) -> Source:

@@ -75,7 +75,7 @@ class _Row(BaseModel):
                 _array(self.values, _VALUE, f"{name}.values"))
 
 
-def _array(data: str | list, dtype: np.dtype, what: str) -> np.ndarray:
+def _array(data: str | list[float] | list[int], dtype: np.dtype, what: str) -> np.ndarray:
     if isinstance(data, list):
         return np.asarray(data, dtype=dtype)
     try:
@@ -147,7 +147,7 @@ def decode_message(value: bytes) -> _Decoded:
             f"features message format {message.format}, this saewatch reads "
             f"{' and '.join(map(str, READABLE_FORMATS))}: upgrade the aggregator first"
         )
-    rows = {}
+    rows: dict[str, tuple[np.ndarray, np.ndarray, int, bool]] = {}
     for name in TEXT_FIELDS:
         row: _Row = getattr(message, name)
         indices, values = row.arrays(name)

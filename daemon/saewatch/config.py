@@ -125,9 +125,9 @@ class EncodeSettings(_Section):
     threshold: float = Field(default=0.0, ge=0.0)
     use_chat_template: bool = True
     cpu_threads: int | None = Field(default=None, ge=1)
-    # auto: bf16 weights on CUDA; on CPU bf16 autocast only where a probe forward at start-up
-    # measured it faster (native avx512_bf16/amx_bf16: ~2x), else fp32 (without native bf16 it
-    # is ~6x slower). bf16 forces autocast on CPU. docs/BENCHMARKS.md, "Precision on CPU".
+    # auto: bf16 weights on CUDA; on CPU bf16 autocast where the CPU has native bf16
+    # (avx512_bf16/amx_bf16: 1.6-2x faster; a start-up probe logs the figures), else fp32
+    # (emulated bf16 is ~6x slower). bf16 forces autocast on CPU. docs/BENCHMARKS.md.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Tokens the FVE/L0 sanity check looks at on the first batches (0 turns it off).
     sanity_tokens: int = Field(default=4_096, ge=0)
@@ -178,18 +178,25 @@ class StateSettings(_Section):
     seed: int = 42
 
 
+Field_ = Literal["prompt", "response"]
+
+
+def _response_only() -> list[Field_]:
+    return ["response"]
+
+
 class ComparisonSpec(_Section):
     model_id: str
     baseline: str
     candidate: str
-    fields: list[Literal["prompt", "response"]] = Field(default_factory=lambda: ["response"])
+    fields: list[Field_] = Field(default_factory=_response_only)
 
 
 class DiffSettings(_Section):
     comparisons: list[ComparisonSpec] = Field(default_factory=list)
     auto_latest: bool = True  # newest version of each model_id vs the one before
     window_comparisons: bool = True  # recent window vs the version's baseline
-    fields: list[Literal["prompt", "response"]] = Field(default_factory=lambda: ["response"])
+    fields: list[Field_] = Field(default_factory=_response_only)
     q_level: float = Field(default=0.05, gt=0, lt=1)
     alpha: float = Field(default=0.01, gt=0, lt=1)  # always-valid false-alarm rate per stream
     min_documents: int = Field(default=100, ge=10)

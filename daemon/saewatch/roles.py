@@ -26,17 +26,6 @@ from contextlib import ExitStack
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from saewatch.app import (
-    Readiness,
-    SourceFactory,
-    StopFlag,
-    count_polled,
-    default_encoder,
-    encode_timed,
-    report_encoder,
-    report_lag,
-    report_model,
-)
 from saewatch.checkpoint import OffsetTracker
 from saewatch.codec import encode_messages
 from saewatch.config import Settings
@@ -45,6 +34,17 @@ from saewatch.errors import SaewatchError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
 from saewatch.models import SourceBatch
+from saewatch.runtime import (
+    Readiness,
+    SourceFactory,
+    StopFlag,
+    count_polled,
+    default_encoder,
+    encode_timed,
+    report_encoder,
+    report_model,
+    report_source,
+)
 from saewatch.source.base import ResumeOffset, Source
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class EncodeWorker:
                 source.commit(tracker.offsets())
                 self.handled += len(batch)
             if time.monotonic() >= next_report:  # the daemon's cadence, idle polls included
-                report_lag(self.metrics, source)
+                report_source(self.metrics, source)
                 report_encoder(self.metrics, encoder)
                 next_report = time.monotonic() + self.settings.diff.interval_s
             if self.max_events is not None and self.handled >= self.max_events:

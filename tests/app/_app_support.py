@@ -46,8 +46,10 @@ def write_config(
                   "max_poll_records": 16, "retry_backoff_s": 0.2, "retry_backoff_max_s": 2.0,
                   "session_timeout_ms": 6000} | kafka,
         "source": {"batch_size": 16, "poll_timeout_s": 0.2},
+        # fp32: these tests compare counts exactly across processes and batchings, and bf16
+        # autocast's rounding changes a TopK choice with the batch a text is encoded in.
         "encode": {"model": str(dirs[0]), "sae": {"path": str(dirs[1])}, "device": "cpu",
-                   "max_tokens_per_text": 32},
+                   "max_tokens_per_text": 32, "precision": "fp32"},
         "state": {"snapshot_dir": str(path.parent / f"{path.stem}-snapshots"),
                   "snapshot_interval_s": 0.3},
         "diff": {"interval_s": 1.0},

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
-from saewatch.app import count_polled, encode_timed
 from saewatch.encode.base import Encoder
 from saewatch.export.metrics import PipelineMetrics
 from saewatch.models import (
@@ -18,6 +17,7 @@ from saewatch.models import (
     SourcePosition,
     SparseCodes,
 )
+from saewatch.runtime import count_polled, encode_timed
 from saewatch.state.testing import T0
 
 

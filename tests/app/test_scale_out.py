@@ -36,7 +36,8 @@ def _single_process_state(tmp_path: Path, events, dirs: tuple[Path, Path]) -> Mo
     with path.open("w") as out:
         write_events(events, out)
     base = load_settings(None, encode={"model": str(dirs[0]), "sae": {"path": str(dirs[1])},
-                                       "device": "cpu", "max_tokens_per_text": 32})
+                                       "device": "cpu", "max_tokens_per_text": 32,
+                                       "precision": "fp32"})  # as write_config: batch-invariant
     settings: Settings = base.model_copy(update={
         "source": base.source.model_copy(update={"kind": "file", "path": path, "batch_size": 16}),
         "state": base.state.model_copy(update={"snapshot_dir": tmp_path / "single"}),

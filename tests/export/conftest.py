@@ -22,7 +22,7 @@ from saewatch.export import (
     DriftReportCollector,
     ExporterServer,
     PipelineMetrics,
-    Readiness,
+    ReadinessProbe,
     ReportHolder,
     StateQueries,
 )
@@ -37,7 +37,7 @@ def exporter() -> Iterator[ExporterFactory]:
     def make(
         report: DriftReport | None = None,
         state: StateQueries | None = None,
-        readiness: Readiness | None = None,
+        readiness: ReadinessProbe | None = None,
         history: int = 1,
         **web: Any,
     ) -> Exporter:

@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 
 from saewatch.config import Settings
+from saewatch.consume import IngestResult, ingest
 from saewatch.datasets import alpaca_events
 from saewatch.models import SourceBatch
 from saewatch.source.deadletter import ERROR_CLASSES
 from saewatch.source.exceptions import OffsetRegressionError
-from saewatch.source.ingest import IngestResult, ingest
 from saewatch.source.kafka import KafkaSource
 from saewatch.source.producer import connect_producer, publish
 from saewatch.source.testing import KafkaCluster

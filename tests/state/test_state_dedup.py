@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from saewatch.app import App, fold
+from saewatch.app import App
 from saewatch.config import Settings, StateSettings, load_settings
 from saewatch.export.metrics import PipelineMetrics
 from saewatch.models import InvalidRecord, Record, SourceBatch, SourcePosition, TopicPartition
+from saewatch.runtime import fold
 from saewatch.source.base import ResumeOffset, Source
 from saewatch.state.base import RecordTally
 from saewatch.state.monitor import MonitorState

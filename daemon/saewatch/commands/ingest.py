@@ -95,8 +95,8 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     truncated."""
     import signal
 
+    from saewatch.consume import ingest
     from saewatch.source.exceptions import SourceError
-    from saewatch.source.ingest import ingest
 
     stop = threading.Event()
 

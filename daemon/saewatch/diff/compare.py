@@ -119,7 +119,7 @@ def _delta(
         count_baseline=int(a[j]), count_candidate=int(b[j]),
         freq_baseline=float(tests.freq_a[j]), freq_candidate=float(tests.freq_b[j]),
         log_odds_ratio=float(tests.log_odds[j]), p_value=float(tests.p_value[j]),
-        q_value=float(tests.q_value[j]), direction=direction,  # type: ignore[arg-type]
+        q_value=float(tests.q_value[j]), direction=direction,
         examples_baseline=_examples(examples, j, key, base_version, k),
         examples_candidate=_examples(examples, j, key, cand_version, k),
     )

@@ -30,7 +30,8 @@ class DenseTestResult:
 
 def _sq_dists(z: np.ndarray) -> np.ndarray:
     sq = (z * z).sum(1)
-    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0)
+    dist: np.ndarray = np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0)
+    return dist
 
 
 def _mmd2(k: np.ndarray, is_x: np.ndarray) -> float:

@@ -93,7 +93,9 @@ def _tails(m: np.ndarray, x: np.ndarray, n_a: int, n_b: int) -> tuple[np.ndarray
 
 
 def _log_comb(n: int | np.ndarray, k: np.ndarray) -> np.ndarray:
-    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    # scipy is untyped: name the array type once here.
+    out: np.ndarray = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    return out
 
 
 def z_pvalues(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int) -> np.ndarray:
@@ -103,7 +105,8 @@ def z_pvalues(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int) -> np.ndarray:
     se = np.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, (b / n_b - a / n_a) / se, 0.0)
-    return 2.0 * stats.norm.sf(np.abs(z))
+    p: np.ndarray = 2.0 * stats.norm.sf(np.abs(z))
+    return p
 
 
 def needs_exact(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, exact_below: float) -> np.ndarray:
@@ -111,7 +114,8 @@ def needs_exact(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, exact_below: f
     fired = np.asarray(a, dtype=np.float64) + b
     total = n_a + n_b
     smallest = np.minimum(fired, total - fired) * min(n_a, n_b) / total
-    return smallest < exact_below
+    below: np.ndarray = smallest < exact_below
+    return below
 
 
 def bh_qvalues(p: np.ndarray) -> np.ndarray:

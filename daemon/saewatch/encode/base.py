@@ -1,11 +1,47 @@
-"""The encoder contract: ``encode(events) -> FeatureBatch``, pure (same texts, same codes)."""
+"""The encoder contract: ``encode(events) -> FeatureBatch``, pure (same texts, same codes).
+
+Same codes up to the precision's rounding: in fp32 a text's codes do not depend on the batch it
+is encoded in; in bf16 (CUDA weights, or CPU autocast) the rounding of a batch's matmuls can move
+a feature across the TopK or threshold edge, so ~1 % of fired features may differ between two
+batchings of the same texts. Exact cross-process comparisons (the scale-out tests) run in fp32.
+
+Besides encoding, an encoder answers what the runtime exports about it: :meth:`Encoder.describe`
+(``saewatch_model_info``), :attr:`Encoder.health` (the SAE sanity gauges) and
+:meth:`Encoder.device_memory` (GPU memory gauges). The defaults suit an encoder without a model
+behind it (tests, replays of stored codes).
+
+>>> EncoderInfo(model="m", hook="blocks.3.hook_resid_post", sae="s").device
+'cpu'
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from saewatch.encode.health import EncoderHealth
 from saewatch.models import FeatureBatch, LLMEvent
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """The model, hook and SAE an encoder runs, on which device and in which precision."""
+
+    model: str
+    hook: str
+    sae: str
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """Accelerator memory in bytes (``torch.cuda.memory_allocated`` / ``memory_reserved``)."""
+
+    device: str
+    allocated: int
+    reserved: int
 
 
 class Encoder(ABC):
@@ -17,3 +53,16 @@ class Encoder(ABC):
     @abstractmethod
     def encode(self, events: Sequence[LLMEvent]) -> FeatureBatch:
         """Encode both text fields of every event; never drops an event."""
+
+    def describe(self) -> EncoderInfo:
+        """What runs (for ``saewatch_model_info``); by default the encoder id alone."""
+        return EncoderInfo(model=self.encoder_id, hook="", sae="")
+
+    @property
+    def health(self) -> EncoderHealth | None:
+        """FVE and L0 of the SAE on the first tokens, where the encoder measures them."""
+        return None
+
+    def device_memory(self) -> DeviceMemory | None:
+        """Memory of the accelerator the model runs on; ``None`` on CPU."""
+        return None

@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 from typing_extensions import override
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.base import Encoder
+from saewatch.encode.base import DeviceMemory, Encoder, EncoderInfo
 from saewatch.encode.default import DEFAULT_MODEL_NAME
 from saewatch.encode.exceptions import SaeLoadError
 from saewatch.encode.health import DEFAULT_SANITY_TOKENS, EncoderHealth, SanityCheck
@@ -68,6 +68,8 @@ class SAEEncoder(Encoder):
         threshold: float = 0.0,
         expectations: SaeExpectations | None = None,
         sanity_tokens: int = DEFAULT_SANITY_TOKENS,
+        model_name: str = DEFAULT_MODEL_NAME,
+        sae_id: str = "",
     ) -> None:
         if int(sae.cfg.d_in) != reader.d_model:
             raise SaeLoadError(
@@ -78,6 +80,8 @@ class SAEEncoder(Encoder):
         self.sae = sae.to(reader.device).eval()
         self.encoder_id = encoder_id
         self.d_sae = int(sae.cfg.d_sae)
+        self._info = EncoderInfo(model=model_name, hook=reader.hook.hook_name, sae=sae_id,
+                                 device=str(reader.device), precision=reader.precision)
         self.threshold = threshold
         self._sanity = SanityCheck(
             expectations or SaeExpectations(0.0, None, "none"), tokens_wanted=sanity_tokens
@@ -126,12 +130,27 @@ class SAEEncoder(Encoder):
             threshold=settings.threshold,
             expectations=loaded.expectations,
             sanity_tokens=settings.sanity_tokens,
+            model_name=name,
+            sae_id=loaded.sae_id,
         )
 
     @property
+    @override
     def health(self) -> EncoderHealth:
         """FVE and mean L0 on the first tokens, with warnings when out of range."""
         return self._sanity.health()
+
+    @override
+    def describe(self) -> EncoderInfo:
+        return self._info
+
+    @override
+    def device_memory(self) -> DeviceMemory | None:
+        device = self.reader.device
+        if device.type != "cuda":
+            return None
+        return DeviceMemory(str(device), torch.cuda.memory_allocated(device),
+                            torch.cuda.memory_reserved(device))
 
     @override
     def encode(self, events: Sequence[LLMEvent]) -> FeatureBatch:

@@ -107,12 +107,27 @@ def load_labels(path: Path, d_sae: int | None = None) -> FeatureLabels:
     return labels
 
 
-def labels_for_settings(settings: EncodeSettings, d_sae: int) -> FeatureLabels | None:
-    """The configured labels file, else the shipped one when the default SAE is used."""
-    path = settings.labels_path
-    if path is None and settings.sae is None and default_labels_path().is_file():
-        path = default_labels_path()
-    return load_labels(path, d_sae) if path is not None else None
+def labels_for_settings(
+    settings: EncodeSettings, d_sae: int | None, encoder_id: str | None = None
+) -> FeatureLabels | None:
+    """The configured labels file (strict), else the shipped one when the default SAE is used.
+
+    With ``encoder_id`` the shipped labels are used only if they describe that encoder's SAE
+    (their ``sae_id``): a retrained default SAE must not inherit stale labels.
+    """
+    if settings.labels_path is not None:
+        return load_labels(settings.labels_path, d_sae)
+    if settings.sae is not None or not default_labels_path().is_file():
+        logger.warning("no feature labels (encode.labels_path): diffs show feature ids only")
+        return None
+    # Which SAE the shipped labels describe is checked before their size: another SAE's width
+    # is not an error, only a reason to go without labels.
+    labels = load_labels(default_labels_path(), None if encoder_id is not None else d_sae)
+    if encoder_id is not None and (labels.sae_id or "") not in encoder_id:
+        logger.warning("the default labels describe %s, not %s: no labels",
+                       labels.sae_id, encoder_id)
+        return None
+    return labels
 
 
 def _from_neuronpedia(entry: object) -> dict[str, object]:

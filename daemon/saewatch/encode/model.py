@@ -226,7 +226,9 @@ def _load_default(
     model = type(gguf_model)(gguf_model.config)
     model.load_state_dict(gguf_model.state_dict())
     _save_atomically(model, tokenizer, plain)
-    return model.to(dtype).eval(), tokenizer
+    # nn.Module.to works in place; transformers' typed wrapper of it confuses mypy.
+    model.to(dtype=dtype)  # type: ignore[call-arg]
+    return model.eval(), tokenizer
 
 
 def _save_atomically(

@@ -146,7 +146,8 @@ class ActivationReader:
             truncate_to_hook(self._base, hook) if early_exit else self.n_layers_total
         )
         weights_bf16 = self.device.type == "cuda" and precision != "fp32"
-        self._base.to(device=self.device, dtype=torch.bfloat16 if weights_bf16 else torch.float32)
+        # nn.Module.to works in place; transformers' typed wrapper of it confuses mypy.
+        self._base.to(device=self.device, dtype=torch.bfloat16 if weights_bf16 else torch.float32)  # type: ignore[call-arg]
         self._base.eval()
         self._module = hook_module(self._base, hook)
         pad = getattr(tokenizer, "pad_token_id", None)

@@ -97,12 +97,9 @@ def run_train_sae(options: TrainSaeOptions) -> dict[str, object]:
     train_set = _activations(
         reader, options.work_dir / f"train-{tag}.npz", texts, options.train_tokens
     )
-    held = [(t, "response") for t in held_out_texts()]
+    held: list[tuple[str, TextField]] = [(t, "response") for t in held_out_texts()]
     held_set = _activations(
-        reader,
-        options.work_dir / f"held_out-{tag}.npz",
-        held,
-        options.held_out_tokens,  # type: ignore[arg-type]
+        reader, options.work_dir / f"held_out-{tag}.npz", held, options.held_out_tokens
     )
     started = time.monotonic()
     model_name = options.model or DEFAULT_MODEL_NAME

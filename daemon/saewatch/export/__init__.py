@@ -13,7 +13,7 @@ Wiring (done by the app)::
 
 from saewatch.export.base import HistoryPoint, ReportHolder, StateQueries
 from saewatch.export.collector import TOP_K_HARD_CAP, DriftReportCollector
-from saewatch.export.http import ExporterServer, Readiness
+from saewatch.export.http import ExporterServer, ReadinessProbe
 from saewatch.export.metrics import PipelineMetrics
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "ExporterServer",
     "HistoryPoint",
     "PipelineMetrics",
-    "Readiness",
+    "ReadinessProbe",
     "ReportHolder",
     "StateQueries",
 ]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -20,7 +21,7 @@ from saewatch.config import WebSettings
 from saewatch.errors import SaewatchError
 from saewatch.export.base import ReportHolder, StateQueries
 from saewatch.export.exceptions import BadRequest, NotFound, Unavailable
-from saewatch.export.routing import Param, Request, Response, Route
+from saewatch.export.routing import Param, ParamValue, Request, Response, Route
 from saewatch.export.schemas import (
     ClusterList,
     ComparisonDiff,
@@ -33,7 +34,7 @@ from saewatch.export.schemas import (
     VersionList,
     comparison_id,
 )
-from saewatch.models import ComparisonResult, DriftReport, FeatureDetail, TextField
+from saewatch.models import TEXT_FIELDS, ComparisonResult, DriftReport, FeatureDetail, TextField
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class JsonApi:
                 (r.verdict if k == "verdict" else getattr(r.key, k)) == v for k, v in wanted.items()
             )
         ]
-        offset, limit = int(p["offset"]), int(p["limit"])  # type: ignore[arg-type]
+        offset, limit = _int(p, "offset"), _int(p, "limit")
         page = [ComparisonSummary.of(r) for r in matching[offset : offset + limit]]
         return self.json_response(
             ComparisonList(
@@ -202,7 +203,7 @@ class JsonApi:
             ranked += [RankedFeature(rank=i, delta=d) for i, d in enumerate(result.top_up, 1)]
         if direction in ("down", "both"):
             ranked += [RankedFeature(rank=i, delta=d) for i, d in enumerate(result.top_down, 1)]
-        offset, limit = int(p["offset"]), int(p["limit"])  # type: ignore[arg-type]
+        offset, limit = _int(p, "offset"), _int(p, "limit")
         history = [
             HistoryPointOut(at=h.at, drift_score=h.drift_score)
             for h in self.holder.history(result.key)
@@ -210,7 +211,7 @@ class JsonApi:
         return self.json_response(
             ComparisonDiff(
                 comparison=ComparisonSummary.of(result),
-                direction=direction,  # type: ignore[arg-type]
+                direction=direction,
                 total=len(ranked),
                 offset=offset,
                 limit=limit,
@@ -237,7 +238,7 @@ class JsonApi:
         return self.json_response(ClusterList(generated_at=report.generated_at, items=items))
 
     def feature(self, request: Request) -> Response:
-        feature = int(request.params["feature"])  # type: ignore[arg-type]
+        feature = _int(request.params, "feature")
         state = self._state()
         try:
             detail: FeatureDetail = state.feature_detail(
@@ -253,8 +254,8 @@ class JsonApi:
         if not self.web.serve_snippets:
             raise NotFound("snippets are switched off on this server (web.serve_snippets)")
         p = request.params
-        feature, k = int(p["feature"]), int(p["k"])  # type: ignore[arg-type]
-        field: TextField = p["field"]  # type: ignore[assignment]
+        feature, k = _int(p, "feature"), _int(p, "k")
+        field = _field(p)
         model_id, version = str(p["model_id"]), str(p["model_version"])
         state = self._state()
         try:
@@ -272,23 +273,23 @@ class JsonApi:
     def retrieve(self, request: Request) -> Response:
         p = request.params
         features: list[int] = p["features"]  # type: ignore[assignment]
-        mode = str(p["mode"])
+        mode: Literal["and", "or"] = "and" if p["mode"] == "and" else "or"
         state = self._state()
         try:
             hits = state.retrieve(
                 features,
-                mode=mode,  # type: ignore[arg-type]
-                model_id=p["model_id"],  # type: ignore[arg-type]
-                model_version=p["model_version"],  # type: ignore[arg-type]
-                field=p["field"],  # type: ignore[arg-type]
-                limit=int(p["limit"]),  # type: ignore[arg-type]
+                mode=mode,
+                model_id=_opt_str(p, "model_id"),
+                model_version=_opt_str(p, "model_version"),
+                field=_field(p),
+                limit=_int(p, "limit"),
             )
         except (SaewatchError, LookupError) as exc:
             raise NotFound(f"retrieval: {exc}") from exc
         except ValueError as exc:
             raise BadRequest(f"retrieval: {exc}") from exc
         return self.json_response(
-            RetrievalResult(features=features, mode=mode, items=hits)  # type: ignore[arg-type]
+            RetrievalResult(features=features, mode=mode, items=hits)
         )
 
     def routes(self) -> list[Route]:
@@ -365,3 +366,23 @@ class JsonApi:
                 ),
             ),
         ]
+
+
+# The router has checked each parameter against its declared type; these narrow the union.
+def _int(params: Mapping[str, ParamValue], name: str) -> int:
+    value = params[name]
+    if not isinstance(value, int):
+        raise BadRequest(f"{name}: expected an integer, got {value!r}")
+    return value
+
+
+def _opt_str(params: Mapping[str, ParamValue], name: str) -> str | None:
+    value = params[name]
+    return None if value is None else str(value)
+
+
+def _field(params: Mapping[str, ParamValue]) -> TextField:
+    value = params["field"]
+    if value not in TEXT_FIELDS:
+        raise BadRequest(f"field: expected one of {', '.join(TEXT_FIELDS)}, got {value!r}")
+    return "prompt" if value == "prompt" else "response"

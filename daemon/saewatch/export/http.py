@@ -35,7 +35,7 @@ from saewatch.export.schemas import Probe, Problem
 
 logger = logging.getLogger(__name__)
 
-Readiness = Callable[[], tuple[bool, str]]
+ReadinessProbe = Callable[[], tuple[bool, str]]  # e.g. saewatch.runtime.Readiness
 HTML = "text/html; charset=utf-8"
 # Scripts and styles come from this server only; inline styles carry the bar widths.
 CSP = (
@@ -101,7 +101,7 @@ class ExporterServer:
         registry: CollectorRegistry,
         holder: ReportHolder,
         state: StateQueries | None = None,
-        readiness: Readiness | None = None,
+        readiness: ReadinessProbe | None = None,
     ) -> None:
         self.web = web
         self.registry = registry

@@ -40,6 +40,15 @@ class Source(ABC):
         """Partitions this source currently reads."""
         return frozenset()
 
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet read per partition, where the source knows it (else left out)."""
+        return {}
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether a finite source (a file) has been read to its end; never for a stream."""
+        return False
+
     def __enter__(self) -> Source:
         return self
 

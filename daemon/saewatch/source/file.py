@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from pydantic import ValidationError
+from typing_extensions import override
 
 from saewatch.config import Settings
 from saewatch.models import (
@@ -74,7 +75,7 @@ class FileSource(Source):
         self.path = Path(chosen)
         self.settings = settings
         self.stats = SourceStats()
-        self.exhausted = False
+        self._exhausted = False
         self._topic = str(self.path)
         self._line = 0
         self._committed: int | None = None
@@ -100,11 +101,11 @@ class FileSource(Source):
         while len(records) + len(invalid) < max_records:
             line = self._fh.readline()
             if not line:
-                if not self.exhausted:
+                if not self._exhausted:
                     logger.info(
                         "end of %s after %d lines: %s", self.path, self._line, self.stats.summary()
                     )
-                self.exhausted = True
+                self._exhausted = True
                 break
             position = SourcePosition(topic=self._topic, partition=0, offset=self._line)
             self._line += 1
@@ -148,6 +149,12 @@ class FileSource(Source):
         """The one pseudo-partition ``(str(path), 0)``."""
         return frozenset({(self._topic, 0)})
 
+    @property
+    @override
+    def exhausted(self) -> bool:
+        return self._exhausted
+
+    @override
     def lag(self) -> dict[TopicPartition, int]:
         """0 once the file is exhausted; unknown (left out) before, to avoid counting lines."""
         return {(self._topic, 0): 0} if self.exhausted else {}

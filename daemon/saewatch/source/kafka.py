@@ -38,11 +38,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
+from kafka.errors import IllegalStateError
 from kafka.structs import OffsetAndMetadata
 
 from saewatch.config import Settings
@@ -50,35 +50,21 @@ from saewatch.models import InvalidRecord, Record, SourceBatch, SourcePosition
 from saewatch.models import TopicPartition as TP
 from saewatch.source.base import ResumeOffset, Source
 from saewatch.source.client import consumer_options, producer_options, redact
+from saewatch.source.commits import commit_with_retry, plan_commit
 from saewatch.source.deadletter import DeadLetterQueue
 from saewatch.source.exceptions import (
     DeadLetterError,
-    OffsetRegressionError,
     SourceClosedError,
 )
 from saewatch.source.retry import connect_with_retry
 from saewatch.source.stats import SourceStats
-from saewatch.source.validate import validate
+from saewatch.source.validate import Decoder, validate_event
 
 logger = logging.getLogger(__name__)
-
-# (message value, position, max_chars, max_bytes, key) -> a record or an invalid record.
-Decoder = Callable[[bytes | None, SourcePosition, int, int, bytes | None], Record | InvalidRecord]
-
-
-def _validate_event(
-    raw: bytes | None, position: SourcePosition, max_chars: int, max_bytes: int,
-    key: bytes | None,
-) -> Record | InvalidRecord:
-    return validate(raw, position, max_chars=max_chars, max_bytes=max_bytes, key=key)
-
 
 # A member left without partitions this long rejoins its group (see _rejoin_if_stalled). Long
 # enough for a normal rebalance (bounded by the session timeout, default 45 s) to finish.
 STALL_REJOIN_S = 60.0
-
-# A failed commit is retried this many times in the same call before it is left to the next one.
-COMMIT_ATTEMPTS = 3
 
 
 class KafkaSource(Source):
@@ -130,7 +116,7 @@ class KafkaSource(Source):
             )
             settings = settings.model_copy(update={"kafka": kafka})
         self.settings = settings
-        self._decode = decode or _validate_event
+        self._decode = decode or validate_event
         self.topics = list(topics or [settings.kafka.topic])
         self.stats = SourceStats()
         self._resume = resume
@@ -218,13 +204,14 @@ class KafkaSource(Source):
         self._check_open()
         kafka = self.settings.kafka
         barrier = self._dlq.settle(kafka.request_timeout_ms / 1000, kafka.retry_backoff_s)
-        to_commit = self._plan_commit(offsets, barrier)
+        with self._lock:
+            to_commit = plan_commit(offsets, barrier, self._assigned, self._committed)
         if not to_commit:
             return
         request = {
             TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in to_commit.items()
         }
-        if self._commit_with_retry(request):
+        if commit_with_retry(self._consumer, request, self.settings.kafka, self.stats):
             with self._lock:
                 for tp, offset in to_commit.items():
                     if tp in self._assigned:
@@ -354,65 +341,6 @@ class KafkaSource(Source):
             self._dlq.send(result)
         return result
 
-    def _plan_commit(self, offsets: Mapping[TP, int], barrier: Mapping[TP, int]) -> dict[TP, int]:
-        plan: dict[TP, int] = {}
-        with self._lock:
-            for tp, offset in offsets.items():
-                if tp not in self._assigned:
-                    logger.info(
-                        "not committing %s[%d]@%d: partition no longer assigned; its new owner "
-                        "re-reads from the last committed offset",
-                        tp[0],
-                        tp[1],
-                        offset,
-                    )
-                    continue
-                if tp in barrier and barrier[tp] < offset:
-                    logger.warning(
-                        "committing %s[%d] only up to %d: its dead letter is not acknowledged yet",
-                        tp[0],
-                        tp[1],
-                        barrier[tp],
-                    )
-                    offset = barrier[tp]
-                last = self._committed.get(tp)
-                if last is not None and offset < last:
-                    raise OffsetRegressionError(
-                        f"commit of {tp[0]}[{tp[1]}]@{offset} is below the committed offset "
-                        f"{last}; pass the next offset after the last fully handled record"
-                    )
-                if last != offset:
-                    plan[tp] = offset
-        return plan
-
-    def _commit_with_retry(self, request: dict[TopicPartition, OffsetAndMetadata]) -> bool:
-        kafka = self.settings.kafka
-        delay = kafka.retry_backoff_s
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            try:
-                self._consumer.commit(request, timeout_ms=kafka.request_timeout_ms)
-                return True
-            except CommitFailedError as exc:
-                # The group rebalanced since the poll: the partitions' new owners re-read them.
-                logger.warning("commit rejected by the group coordinator (rebalance): %s", exc)
-                break
-            except KafkaError as exc:
-                if not (exc.retriable or isinstance(exc, KafkaTimeoutError)):
-                    raise
-                logger.warning(
-                    "commit attempt %d/%d failed (%s); retrying in %.1fs",
-                    attempt,
-                    COMMIT_ATTEMPTS,
-                    exc,
-                    delay,
-                )
-                if attempt < COMMIT_ATTEMPTS:
-                    time.sleep(delay)
-                    delay = min(delay * 2, kafka.retry_backoff_max_s)
-        self.stats.commit_failures += 1
-        logger.warning("offsets not committed; the next commit supersedes them")
-        return False
-
     def _check_open(self) -> None:
         if self._closed:
             raise SourceClosedError("this KafkaSource is closed; create a new one")
@@ -450,7 +378,7 @@ class KafkaSource(Source):
             )
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
     """Forwards rebalance callbacks (IO thread) to the source; never blocks, never commits."""
 
     def __init__(self, source: KafkaSource) -> None:

@@ -32,6 +32,7 @@ are listed in :attr:`Record.truncated_fields <saewatch.models.Record.truncated_f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -113,7 +114,7 @@ def truncate(event: LLMEvent, max_chars: int) -> tuple[LLMEvent, tuple[TextField
     cut = tuple(f for f in TEXT_FIELDS if len(event.text(f)) > max_chars)
     if not cut:
         return event, ()
-    update = {f: event.text(f)[:max_chars] for f in cut}
+    update: dict[str, str] = {f: event.text(f)[:max_chars] for f in cut}
     return event.model_copy(update=update), cut
 
 
@@ -144,3 +145,16 @@ def _invalid(
 ) -> InvalidRecord:
     logger.info("invalid record %s: %s: %s", position, reason, error)
     return InvalidRecord(position=position, reason=reason, error=error, raw=raw or b"", key=key)
+
+
+# (message value, position, max_chars, max_bytes, key) -> a record or an invalid record: how a
+# Kafka source turns a message into a record (events here; features messages in the aggregator).
+Decoder = Callable[[bytes | None, SourcePosition, int, int, bytes | None], Record | InvalidRecord]
+
+
+def validate_event(
+    raw: bytes | None, position: SourcePosition, max_chars: int, max_bytes: int,
+    key: bytes | None,
+) -> Record | InvalidRecord:
+    """:func:`validate` with a :data:`Decoder`'s positional signature (the default decoder)."""
+    return validate(raw, position, max_chars=max_chars, max_bytes=max_bytes, key=key)

@@ -115,7 +115,8 @@ class StreamingClusters(StateComponent):
     def assign(self, x: np.ndarray) -> np.ndarray:
         c = self.centres()
         d2 = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
-        return np.argmin(d2, axis=1)
+        nearest: np.ndarray = np.argmin(d2, axis=1)
+        return nearest
 
     def update(self, batch: FeatureBatch) -> None:
         codes = batch.response
@@ -125,7 +126,7 @@ class StreamingClusters(StateComponent):
         first = max(self._seen, self.warmup)
         seq = np.arange(self._seen, self._seen + len(x))
         for row in x[(seq >= first) & ((seq - self.warmup) % self.learn_every == 0)]:
-            self._model.learn_one(dict(enumerate(row.tolist())))
+            self._model.learn_one(dict(enumerate(row.tolist())))  # type: ignore[no-untyped-call]
         self._seen += len(x)
         labels = self.assign(x)
         for version, rows in group_rows(batch).items():
@@ -272,4 +273,6 @@ def _lloyd(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    return np.maximum((x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :], 0.0)
+    dist: np.ndarray = np.maximum((x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :],
+                                  0.0)
+    return dist

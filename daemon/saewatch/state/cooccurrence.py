@@ -297,7 +297,9 @@ class CooccurrenceCounter(StateComponent):
         meta_union = self._meta.merged_with(other._meta, mine[2], theirs[2])
         self._shrink(union, c, e, meta_union)
 
-    def _expanded(self, union: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
+    def _expanded(
+        self, union: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
         """C, E and metadata counts re-indexed onto ``union`` (zeros where untracked)."""
         pos: dict[str, np.ndarray] = {
             f: np.searchsorted(union[f], self._tracked[f]) for f in TEXT_FIELDS}
@@ -313,7 +315,8 @@ class CooccurrenceCounter(StateComponent):
                 out[name] = big
         return c, e, self._meta.expanded(pos, live, {f: len(union[f]) for f in TEXT_FIELDS})
 
-    def _shrink(self, union: dict, c: dict, e: dict, meta: Any) -> None:
+    def _shrink(self, union: dict[str, np.ndarray], c: dict[str, np.ndarray],
+                e: dict[str, np.ndarray], meta: Any) -> None:
         """Keep the top-N of the merged union as the new tracked set (slot = rank)."""
         n = len(self._tracked["prompt"])
         pick: dict[str, np.ndarray] = {

@@ -90,7 +90,7 @@ class FeatureCounter(StateComponent):
     def version_counts(self) -> list[VersionCount]:
         return [
             VersionCount(
-                model_id=k[0], model_version=k[1], field=k[2],  # type: ignore[arg-type]
+                model_id=k[0], model_version=k[1], field=k[2],
                 documents=self._docs[k],
                 first_seen=_dt(self._first.get(k)), last_seen=_dt(self._last.get(k)),
             )

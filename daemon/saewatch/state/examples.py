@@ -61,7 +61,8 @@ class _Reservoir:
         self.act[rows] = np.take_along_axis(all_act, top, axis=1)
         self.handle[rows] = np.take_along_axis(all_h, top, axis=1)
         self.floor[rows] = self.act[rows].min(axis=1)
-        return self.handle[rows].ravel()
+        freed: np.ndarray = self.handle[rows].ravel()
+        return freed
 
 
 class ExampleReservoirs(StateComponent):

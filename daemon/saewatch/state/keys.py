@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from saewatch.models import FeatureBatch
@@ -9,7 +11,7 @@ from saewatch.models import FeatureBatch
 StateKey = tuple[str, str, str]  # (model_id, model_version, field)
 VersionKey = tuple[str, str]  # (model_id, model_version)
 
-# Names are validated against models._NAME_PATTERN, which has no '|', so the join is reversible.
+# Names are validated against models.events._NAME_PATTERN, which has no '|', so the join is reversible.
 SEPARATOR = "|"
 
 
@@ -30,10 +32,12 @@ def version_from_str(text: str) -> VersionKey:
 # One-slot memo: every component of one MonitorState.update asks for the same batch's groups and
 # times, which cost a Python loop over the events each. The tuple is swapped atomically, and it
 # holds the batch itself, so an ``is`` match can never be a recycled id().
-_last: tuple[FeatureBatch, dict[VersionKey, np.ndarray], np.ndarray, dict] | None = None
+_last: tuple[FeatureBatch, dict[VersionKey, np.ndarray], np.ndarray, dict[Any, Any]] | None = None
 
 
-def _index(batch: FeatureBatch) -> tuple[dict[VersionKey, np.ndarray], np.ndarray, dict]:
+def _index(
+    batch: FeatureBatch,
+) -> tuple[dict[VersionKey, np.ndarray], np.ndarray, dict[Any, Any]]:
     global _last
     last = _last
     if last is not None and last[0] is batch:

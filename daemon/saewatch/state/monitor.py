@@ -208,9 +208,10 @@ class MonitorState(StateComponent):
         with self._lock:
             if not self._parts:  # nothing seen yet: no key exists
                 raise UnknownKeyError(f"no documents yet for {model_id}/{model_version}/{field}")
-            if window == "all":
-                return self._parts["counts"].counts(model_id, model_version, field)
-            return self._parts["windows"].counts(model_id, model_version, field, window)
+            part = self._parts["counts"] if window == "all" else self._parts["windows"]
+            args = (model_id, model_version, field) + (() if window == "all" else (window,))
+            counts: FeatureCounts = part.counts(*args)
+            return counts
 
     def view(self, now: datetime | None = None) -> StateView:
         """A frozen copy of what diff and export read: versions, counts per key and window,
@@ -256,8 +257,9 @@ class MonitorState(StateComponent):
         with self._lock:
             if not self._parts:
                 return []
-            return self._parts["retrieval"].retrieve(features, mode, model_id, model_version,
-                                                     field, limit)
+            hits: list[RetrievalHit] = self._parts["retrieval"].retrieve(
+                features, mode, model_id, model_version, field, limit)
+            return hits
 
     def examples(
         self, feature: int, model_id: str, model_version: str, field: TextField, k: int = 5
@@ -265,7 +267,9 @@ class MonitorState(StateComponent):
         with self._lock:
             if not self._parts:
                 return []
-            return self._parts["examples"].examples(feature, model_id, model_version, field, k)
+            found: list[Snippet] = self._parts["examples"].examples(
+                feature, model_id, model_version, field, k)
+            return found
 
     def cluster_shares(self, labels: Mapping[int, str] | None = None) -> list[ClusterShare]:
         with self._lock:
@@ -283,7 +287,7 @@ class MonitorState(StateComponent):
 
 def _check_ids(batch: FeatureBatch) -> None:
     for field in ("prompt", "response"):
-        ids = batch.codes(field).indices  # type: ignore[arg-type]
+        ids = batch.codes(field).indices
         if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= batch.d_sae):
             raise InvalidCodesError(
                 f"{field} codes hold feature ids in [{int(ids.min())}, {int(ids.max())}] but "

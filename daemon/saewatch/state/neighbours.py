@@ -37,7 +37,7 @@ def feature_neighbours(
     for kind, rows in (("feature", co.neighbours(field, feature, min_count)),
                        (cross_kind, co.cross_neighbours(field, feature, min_count))):
         rows.sort(key=lambda r: (-r[1], r[0]))
-        out += [NpmiNeighbour(feature=f, label=labels.get(f), kind=kind, npmi=round(s, 6),  # type: ignore[arg-type]
+        out += [NpmiNeighbour(feature=f, label=labels.get(f), kind=kind, npmi=round(s, 6),
                               count=c) for f, s, c in rows[:k]]
     meta = sorted(co.metadata_neighbours(field, feature, min_count), key=lambda r: -r[2])
     out += [NpmiNeighbour(kind="metadata", metadata_key=key, metadata_value=value,

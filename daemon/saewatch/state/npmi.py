@@ -144,7 +144,9 @@ class MetadataTable:
                 out[name][f] = big
         return out
 
-    def merged_with(self, other: MetadataTable, mine: dict, theirs: dict) -> dict[str, Any]:
+    def merged_with(
+        self, other: MetadataTable, mine: dict[str, Any], theirs: dict[str, Any]
+    ) -> dict[str, Any]:
         names = list(mine["values"])
         names += [v for v in theirs["values"] if v not in set(names)][: self.max_values - len(names)]
         where = {v: i for i, v in enumerate(names)}

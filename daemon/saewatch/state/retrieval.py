@@ -317,7 +317,7 @@ def _strongest(
     return rows[keep], indices[keep].astype(np.int32), values[keep].astype(np.float16)
 
 
-def _put(ring: list, first: int, values: list) -> None:
+def _put(ring: list[Any], first: int, values: list[Any]) -> None:
     """Write ``values`` into ``ring`` from position ``first``, wrapping around (two slices)."""
     head = values[: len(ring) - first]
     ring[first:first + len(head)] = head
@@ -334,7 +334,9 @@ def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
 
 
-def _concat_postings(a: dict[str, np.ndarray], b: dict[str, np.ndarray], shift: int) -> dict:
+def _concat_postings(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray], shift: int
+) -> dict[str, np.ndarray]:
     return {"sizes": np.concatenate([a["sizes"], b["sizes"]]),
             "features": np.concatenate([a["features"], b["features"]]),
             "seq": np.concatenate([a["seq"], b["seq"] + shift]),

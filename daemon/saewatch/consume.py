@@ -1,7 +1,8 @@
 """The ingest-only loop: poll, validate, dead-letter, commit; no encoder, no state.
 
 It backs ``saewatch consume`` (an operator's check that events flow and are accounted for) and
-the tests of the source stage. Each batch is handled whole and committed before the stop flag is
+the tests of the source stage; its offsets advance through the same
+:class:`~saewatch.checkpoint.OffsetTracker` as the daemon's. Each batch is handled whole and committed before the stop flag is
 looked at again, so SIGTERM/SIGINT (which only set the flag) end the run after the batch in hand.
 The full pipeline with encoder and state is :mod:`saewatch.app`.
 """
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from saewatch.checkpoint import OffsetTracker
 from saewatch.models import SourceBatch, TopicPartition
 from saewatch.source.base import Source
 
@@ -28,21 +30,6 @@ class IngestResult:
     records: int = 0
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     stopped_by: str = "stop flag"
-
-
-def next_offsets(batch: SourceBatch, into: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-    """Fold ``batch`` into ``into``: per partition, the offset after its highest record.
-
-    >>> from saewatch.models import InvalidRecord, SourcePosition
-    >>> bad = InvalidRecord(position=SourcePosition(topic="t", partition=1, offset=41),
-    ...                     reason="schema", error="x", raw=b"{}")
-    >>> next_offsets(SourceBatch(invalid=(bad,)), {("t", 0): 5})
-    {('t', 0): 5, ('t', 1): 42}
-    """
-    for item in (*batch.records, *batch.invalid):
-        tp = (item.position.topic, item.position.partition)
-        into[tp] = max(into.get(tp, 0), item.position.offset + 1)
-    return into
 
 
 def ingest(
@@ -62,6 +49,7 @@ def ingest(
     flushed and its offsets committed: at-least-once.
     """
     result = IngestResult()
+    tracker = OffsetTracker()
     last_data = time.monotonic()
     while not stop.is_set():
         want = batch_size if max_records is None else min(batch_size, max_records - result.records)
@@ -69,16 +57,17 @@ def ingest(
         if len(batch):
             if on_batch is not None:
                 on_batch(batch)
-            next_offsets(batch, result.offsets)
+            tracker.advance_batch(batch)
+            result.offsets = tracker.offsets()
             source.flush()
-            source.commit(dict(result.offsets))
+            source.commit(result.offsets)
             result.batches += 1
             result.records += len(batch)
             last_data = time.monotonic()
         if max_records is not None and result.records >= max_records:
             result.stopped_by = f"max records ({max_records})"
             break
-        if getattr(source, "exhausted", False):
+        if source.exhausted:
             result.stopped_by = "end of input"
             break
         if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s:

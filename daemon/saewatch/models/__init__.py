@@ -1,0 +1,97 @@
+"""Typed, frozen models exchanged between stages (the only thing stages share).
+
+``source`` yields :class:`Record` (a validated :class:`LLMEvent` and where it came from) and
+:class:`InvalidRecord`; ``encode`` turns records' events into a :class:`FeatureBatch` of sparse
+codes; ``state`` folds batches in; ``diff`` produces :class:`ComparisonResult` values gathered in a
+:class:`DriftReport`, which ``export`` serves.
+
+>>> e = LLMEvent.model_validate_json(
+...     '{"event_id": "e1", "timestamp": "2026-11-20T10:00:00Z", "model_id": "support-bot",'
+...     ' "model_version": "v2", "prompt": "Hi", "response": "Hello!"}')
+>>> e.model_version, e.timestamp.year
+('v2', 2026)
+"""
+
+from saewatch.models.codes import (
+    FeatureBatch,
+    SparseCodes,
+)
+from saewatch.models.events import (
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_VALUE_CHARS,
+    TEXT_FIELDS,
+    Identifier,
+    LLMEvent,
+    MetadataKey,
+    MetadataValue,
+    Name,
+    SourcePosition,
+    TextField,
+    TopicPartition,
+)
+from saewatch.models.queries import (
+    FeatureCounts,
+    FeatureDetail,
+    FeatureFrequency,
+    NeighbourKind,
+    NpmiNeighbour,
+    NpmiPair,
+    RetrievalHit,
+    WindowName,
+)
+from saewatch.models.records import (
+    InvalidReason,
+    InvalidRecord,
+    Record,
+    SourceBatch,
+)
+from saewatch.models.reports import (
+    ClusterShare,
+    ComparisonKey,
+    ComparisonKind,
+    ComparisonResult,
+    DriftReport,
+    FeatureDelta,
+    Snippet,
+    Verdict,
+    VersionCount,
+)
+
+__all__ = [
+    "ClusterShare",
+    "ComparisonKey",
+    "ComparisonKind",
+    "ComparisonResult",
+    "DriftReport",
+    "FeatureBatch",
+    "FeatureCounts",
+    "FeatureDelta",
+    "FeatureDetail",
+    "FeatureFrequency",
+    "Identifier",
+    "InvalidReason",
+    "InvalidRecord",
+    "LLMEvent",
+    "MAX_METADATA_ENTRIES",
+    "MAX_METADATA_KEY_CHARS",
+    "MAX_METADATA_VALUE_CHARS",
+    "MetadataKey",
+    "MetadataValue",
+    "Name",
+    "NeighbourKind",
+    "NpmiNeighbour",
+    "NpmiPair",
+    "Record",
+    "RetrievalHit",
+    "Snippet",
+    "SourceBatch",
+    "SourcePosition",
+    "SparseCodes",
+    "TEXT_FIELDS",
+    "TextField",
+    "TopicPartition",
+    "Verdict",
+    "VersionCount",
+    "WindowName",
+]
