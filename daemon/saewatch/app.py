@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -63,6 +64,26 @@ def features_source(settings: Settings, resume: ResumeOffset, stop: threading.Ev
     )
 
 
+@dataclass(frozen=True)
+class RolePlan:
+    """What differs between ``saewatch run`` and ``saewatch aggregate``, decided once here so the
+    loop has no role branches.
+
+    >>> RolePlan.of(Settings(), "aggregate").encodes
+    False
+    """
+
+    batch_size: int  # records per poll
+    encodes: bool  # False: records arrive already encoded (the features topic)
+    invalid_is_error: bool  # saewatch wrote the records itself: an invalid one is its own error
+
+    @classmethod
+    def of(cls, settings: Settings, role: Role) -> RolePlan:
+        if role == "aggregate":
+            return cls(settings.source.features_batch_size, encodes=False, invalid_is_error=True)
+        return cls(settings.source.batch_size, encodes=True, invalid_is_error=False)
+
+
 class App:
     """The daemon: one consumer loop, a checkpointer, a diff timer and an HTTP server.
 
@@ -109,6 +130,7 @@ class App:
         self.serve_http = serve_http
         self.stop_when_exhausted = stop_when_exhausted
         self.role = role
+        self._plan = RolePlan.of(settings, role)
         self.handled = 0
         self.state: MonitorState | None = None
         self._encoder_factory = encoder_factory or default_encoder(settings)
@@ -157,7 +179,7 @@ class App:
         checkpointer: Checkpointer,
     ) -> None:
         src = self.settings.source
-        size = src.features_batch_size if self.role == "aggregate" else src.batch_size
+        size = self._plan.batch_size
         next_report = time.monotonic()
         while not self.stop_flag.event.is_set():
             polled = source.poll_batch(size, src.poll_timeout_s)
@@ -180,7 +202,7 @@ class App:
 
     def _handle(self, batch: SourceBatch, encoder: Encoder | None, state: MonitorState) -> None:
         count_polled(self.metrics, batch)
-        if self.role == "aggregate":  # saewatch wrote these messages: an invalid one is its error
+        if self._plan.invalid_is_error:
             self.metrics.processing_errors.labels(stage="source").inc(len(batch.invalid))
         codes = None
         if batch.records:
@@ -203,7 +225,7 @@ class App:
         return state, offsets
 
     def _load_encoder(self, state: MonitorState) -> Encoder | None:
-        if self.role == "aggregate":  # codes arrive encoded; labels follow the configured SAE
+        if not self._plan.encodes:  # codes arrive encoded; labels follow the configured SAE
             self.readiness.model_loaded = True
             self._labels = _labels(self.settings.encode, None)
             return None

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from saewatch.errors import SaewatchError
+from saewatch.errors import CodecError as CodecError  # re-exported: callers catch it here
 from saewatch.models import (
     TEXT_FIELDS,
     FeatureBatch,
@@ -54,10 +54,6 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # 1: indices and values as JSON lists
 _INDEX = np.dtype("<i4")
 _VALUE = np.dtype("<f2")
-
-
-class CodecError(SaewatchError):
-    """A features message cannot be decoded; it goes to the features dead-letter topic."""
 
 
 class _Row(BaseModel):

@@ -1,4 +1,6 @@
-"""The root of saewatch's exceptions; each stage adds one-line subclasses in its ``exceptions.py``.
+"""The root of saewatch's exceptions, and those of the top-level modules (configuration, the
+features codec, the encode role's publishing, offsets); each stage adds one-line subclasses in
+its own ``exceptions.py``.
 
 Messages say what to do, not only what went wrong.
 """
@@ -10,6 +12,14 @@ class SaewatchError(Exception):
 
 class ConfigError(SaewatchError):
     """The configuration is invalid; the message names the setting and how to fix it (exit 2)."""
+
+
+class CodecError(SaewatchError):
+    """A features message cannot be decoded; it goes to the features dead-letter topic."""
+
+
+class PublishError(SaewatchError):
+    """Features messages were not acknowledged; the input is not committed (retried on restart)."""
 
 
 class OffsetRegressionError(SaewatchError):

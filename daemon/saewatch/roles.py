@@ -30,7 +30,7 @@ from saewatch.checkpoint import OffsetTracker
 from saewatch.codec import encode_messages
 from saewatch.config import Settings
 from saewatch.encode.base import Encoder
-from saewatch.errors import SaewatchError
+from saewatch.errors import PublishError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
 from saewatch.models import SourceBatch
@@ -51,10 +51,6 @@ logger = logging.getLogger(__name__)
 
 # How long to wait for the broker to acknowledge one batch of features messages.
 PUBLISH_TIMEOUT_S = 60.0
-
-
-class PublishError(SaewatchError):
-    """Features messages were not acknowledged; the input is not committed (retried on restart)."""
 
 
 class EncodeWorker:
