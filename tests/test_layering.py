@@ -54,3 +54,17 @@ def test_no_module_is_over_the_size_limit() -> None:
     long = {str(p.relative_to(PACKAGE)): n for p in sorted(PACKAGE.rglob("*.py"))
             if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert long == {}
+
+
+def test_the_runtime_never_imports_the_training_tooling() -> None:
+    """SAE training and labelling (saewatch.training) serve the CLI only: the daemon, its
+    stages and shared modules must run without them."""
+    tooling = {"training", "commands", "cli.py"}
+    offending = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).parts[0] not in tooling
+        for name in _saewatch_imports(path)
+        if name.startswith("saewatch.training")
+    ]
+    assert offending == []

@@ -38,13 +38,13 @@ import numpy as np
 import torch
 
 from saewatch.config import EncodeSettings, SaeRef
-from saewatch.encode.corpus import held_out_texts
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.model import base_model_of, hook_module, load_language_model, run_to_hook
 from saewatch.encode.precision import NATIVE_BF16_FLAGS, cpu_flags, cpu_name
 from saewatch.encode.reader import ActivationReader, plan_batches
 from saewatch.encode.text import TokenizedText
 from saewatch.models import SparseCodes
+from saewatch.training.corpus import held_out_texts
 
 logger = logging.getLogger("benchmarks.perf.encoder")
 

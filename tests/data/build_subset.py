@@ -25,7 +25,7 @@ FIRST_OTHER = 60
 # Models whose real-data diff tests read the selected instructions too.
 PAIR_MODELS = ("gpt4_1106_preview", "gpt4_1106_preview_verbose", "Mistral-7B-Instruct-v0.2",
                "Snorkel-Mistral-PairRM-DPO")
-# Held-out evaluation models (encode/corpus.py TRAIN_EXCLUDED_MODELS) and other test models.
+# Held-out evaluation models (training/corpus.py TRAIN_EXCLUDED_MODELS) and other test models.
 OTHER_MODELS = ("gpt4_1106_preview_concise", "claude-2.1_verbose", "gpt-4o-2024-05-13",
                 "llama-2-13b-chat-hf", "Yi-34B-Chat")
 OUT = Path(__file__).resolve().parent / "alpaca_eval"

@@ -14,11 +14,11 @@ import pytest
 
 from saewatch.config import EncodeSettings
 from saewatch.datasets import read_alpaca
-from saewatch.encode.corpus import held_out_texts, is_held_out_instruction
 from saewatch.encode.default import REPORT_FILE, default_labels_path, default_sae_dir
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.labels import labels_for_settings
-from saewatch.encode.train import evaluate_sae
+from saewatch.training.corpus import held_out_texts, is_held_out_instruction
+from saewatch.training.train import evaluate_sae
 
 pytestmark = pytest.mark.slow
 

@@ -13,11 +13,12 @@ from transformers import PreTrainedTokenizerBase
 
 from saewatch.config import EncodeSettings, SaeRef
 from saewatch.encode.encoder import SAEEncoder
-from saewatch.encode.labels import MARK_OPEN, build_labels, load_labels
+from saewatch.encode.labels import MARK_OPEN, load_labels
 from saewatch.encode.model import parse_hook_name
 from saewatch.encode.reader import ActivationReader
 from saewatch.encode.sae import LoadedSae, SaeExpectations, load_sae
-from saewatch.encode.train import (
+from saewatch.training.labelling import build_labels
+from saewatch.training.train import (
     ActivationSet,
     TrainConfig,
     evaluate_sae,
@@ -114,7 +115,7 @@ def test_labels_name_top_tokens_and_mark_snippets(
 def test_sparse_training_loss_equals_sae_lens_forward_pass(n_dead: int) -> None:
     from sae_lens.saes.sae import TrainStepInput
 
-    from saewatch.encode.train import _new_training_sae, topk_step_loss
+    from saewatch.training.train import _new_training_sae, topk_step_loss
 
     config = TrainConfig(d_sae=48, k=6, aux_loss_coefficient=0.5)
     sae = _new_training_sae(16, config, {"hook_name": HOOK})

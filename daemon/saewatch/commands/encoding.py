@@ -23,10 +23,10 @@ def cmd_encode_file(args: argparse.Namespace, settings: Settings) -> int:
     outputs. Writes one JSON line of codes per event (--output) and prints a JSON summary
     (speed, sanity FVE/L0, most frequent features with labels)."""
     from saewatch.datasets import alpaca_events
-    from saewatch.encode.commands import run_encode_file
     from saewatch.encode.exceptions import EncodeError
     from saewatch.source.exceptions import ReplayFileError
     from saewatch.source.file import read_events
+    from saewatch.training.commands import run_encode_file
 
     if (args.input is None) == (args.alpaca is None):
         sys.stderr.write("saewatch: give exactly one of --input FILE.jsonl and --alpaca MODEL\n")
@@ -57,8 +57,8 @@ def cmd_train_sae(args: argparse.Namespace, settings: Settings) -> int:
     (held-out models and instructions evaluated), saved with sae-lens save_model in fp16 with
     a training report. Defaults reproduce the shipped default SAE."""
     from saewatch.encode.model import parse_hook_name
-    from saewatch.encode.train import TrainConfig
-    from saewatch.encode.training_run import TrainSaeOptions, run_train_sae
+    from saewatch.training.run import TrainSaeOptions, run_train_sae
+    from saewatch.training.train import TrainConfig
 
     options = TrainSaeOptions(
         out_dir=args.out,
@@ -81,7 +81,7 @@ def cmd_label_features(args: argparse.Namespace, settings: Settings) -> int:
     """Label every feature of the configured SAE (encode.sae, default: the shipped one) by its
     top activating tokens and contexts in the training corpus; writes a labels file
     (schemas/feature_labels.schema.json)."""
-    from saewatch.encode.commands import run_label_features
+    from saewatch.training.commands import run_label_features
 
     result = run_label_features(settings.encode, args.activations, args.tokens, args.output)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import torch
 
-from saewatch.encode.corpus import HELD_OUT_EVERY, held_out_texts, training_texts
 from saewatch.encode.default import DEFAULT_MODEL_NAME, REPORT_FILE
 from saewatch.encode.model import HookPoint, load_language_model
 from saewatch.encode.precision import Precision
 from saewatch.encode.reader import ActivationReader
-from saewatch.encode.train import (
+from saewatch.models import TextField
+from saewatch.training.corpus import HELD_OUT_EVERY, held_out_texts, training_texts
+from saewatch.training.train import (
     ActivationSet,
     TrainConfig,
     evaluate_sae,
@@ -29,7 +30,6 @@ from saewatch.encode.train import (
     save_sae_fp16,
     train_topk_sae,
 )
-from saewatch.models import TextField
 
 logger = logging.getLogger(__name__)
 

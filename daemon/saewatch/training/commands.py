@@ -17,12 +17,13 @@ from typing import IO
 import numpy as np
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.corpus import training_texts
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.exceptions import EncodeError
-from saewatch.encode.labels import FeatureLabels, build_labels, labels_for_settings
-from saewatch.encode.train import ActivationSet, extract_activations
+from saewatch.encode.labels import FeatureLabels, labels_for_settings
 from saewatch.models import TEXT_FIELDS, FeatureBatch, LLMEvent, SparseCodes
+from saewatch.training.corpus import training_texts
+from saewatch.training.labelling import build_labels
+from saewatch.training.train import ActivationSet, extract_activations
 
 logger = logging.getLogger(__name__)
 
