@@ -68,14 +68,14 @@ def encoder_key(settings: EncodeSettings) -> str:
 def cache_precision(settings: EncodeSettings) -> str:
     """The precision codes will be encoded in, known before any model loads.
 
-    ``auto`` picks bf16 only on CPUs with native bf16 (where its probe finds it ~2x faster), so
-    the CPU flags separate the caches of the two choices without loading the model.
+    ``auto`` follows the CPU's flags (:func:`~saewatch.encode.precision.flag_precision`), so
+    they separate the caches of the two choices without loading the model.
     """
-    from saewatch.encode.precision import NATIVE_BF16_FLAGS, cpu_flags
+    from saewatch.encode.precision import flag_precision
 
     if settings.precision != "auto":
         return settings.precision
-    return "auto-bf16" if cpu_flags() & NATIVE_BF16_FLAGS else "auto-fp32"
+    return f"auto-{flag_precision()}"
 
 
 @dataclass

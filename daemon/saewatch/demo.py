@@ -131,8 +131,9 @@ def watch(app: App, runner: threading.Thread, deadline_s: float, total: int,
         if not loaded:
             loaded = True
             _say(f"[{elapsed:5.0f}s] model and SAE ready; encoding")
-        result = _versions_result(app.reports.latest)
-        _say(status_line(elapsed, app.handled, total, app.reports.latest, result,
+        report = app.reports.latest  # read once: the line's counts and verdict agree
+        result = _versions_result(report)
+        _say(status_line(elapsed, app.handled, total, report, result,
                          app.settings.diff.min_documents))
         if result is not None:
             done = app.handled >= total and result.verdict != "insufficient_data"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 
 from saewatch.datasets import read_alpaca
 from saewatch.export.metrics import PipelineMetrics
@@ -25,7 +24,6 @@ from saewatch.models import (
     VersionCount,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BASELINE = "gpt4_1106_preview"
 CANDIDATE = "gpt4_1106_preview_verbose"
 MODEL_ID = "support-bot"

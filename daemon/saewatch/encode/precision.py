@@ -86,6 +86,17 @@ def cpu_name(cpuinfo: Path = CPUINFO) -> str:
     return _cpuinfo_field(("model name", "Model"), cpuinfo) or "unknown CPU"
 
 
+def flag_precision(flags: frozenset[str] | None = None) -> ConcretePrecision:
+    """What ``auto`` takes on a CPU with these flags (default: this CPU's), before its probe:
+    bf16 with native bf16 instructions, fp32 without.
+
+    >>> flag_precision(frozenset({"avx2"})), flag_precision(frozenset({"amx_bf16"}))
+    ('fp32', 'bf16')
+    """
+    flags = cpu_flags() if flags is None else flags
+    return "bf16" if flags & NATIVE_BF16_FLAGS else "fp32"
+
+
 def choose_cpu_precision(
     run: Callable[[ConcretePrecision], None],
     flags: frozenset[str] | None = None,
@@ -104,7 +115,7 @@ def choose_cpu_precision(
     """
     flags = cpu_flags() if flags is None else flags
     native = sorted(flags & NATIVE_BF16_FLAGS)
-    if not native:
+    if flag_precision(flags) == "fp32":
         return PrecisionChoice("fp32", "no native bf16 on this CPU (avx512_bf16/amx_bf16 absent)")
     samples: dict[ConcretePrecision, list[float]] = {"fp32": [], "bf16": []}
     for precision in samples:
@@ -136,4 +147,5 @@ __all__ = [
     "choose_cpu_precision",
     "cpu_flags",
     "cpu_name",
+    "flag_precision",
 ]

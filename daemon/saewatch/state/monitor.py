@@ -208,9 +208,11 @@ class MonitorState(StateComponent):
         with self._lock:
             if not self._parts:  # nothing seen yet: no key exists
                 raise UnknownKeyError(f"no documents yet for {model_id}/{model_version}/{field}")
-            part = self._parts["counts"] if window == "all" else self._parts["windows"]
-            args = (model_id, model_version, field) + (() if window == "all" else (window,))
-            counts: FeatureCounts = part.counts(*args)
+            counts: FeatureCounts
+            if window == "all":
+                counts = self._parts["counts"].counts(model_id, model_version, field)
+            else:
+                counts = self._parts["windows"].counts(model_id, model_version, field, window)
             return counts
 
     def view(self, now: datetime | None = None) -> StateView:
