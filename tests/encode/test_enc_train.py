@@ -52,7 +52,7 @@ def trained(tokenizer: PreTrainedTokenizerBase, tmp_path_factory: pytest.TempPat
 
 
 def _encoder(tokenizer: PreTrainedTokenizerBase, loaded: LoadedSae) -> SAEEncoder:
-    settings = EncodeSettings(device="cpu")
+    settings = EncodeSettings(device="cpu", precision="fp32")  # exact comparisons: fp32
     return SAEEncoder.from_parts(make_tiny_llama(len(tokenizer)), tokenizer, loaded, settings)
 
 
