@@ -8,7 +8,8 @@ longer than all restarts together. ``saewatch run`` (tiny
 random model, so the trial measures the checkpoint protocol rather than encoding) is started,
 killed with SIGKILL ``--kills`` times at random points (after the snapshot reached a random
 offset, plus a random delay of up to 0.6 s, so kills land mid-batch, mid-encode and
-mid-checkpoint), and restarted.
+mid-checkpoint), and restarted; the stream's last tenth is published only after the last kill,
+so every kill lands mid-stream however slowly the machine runs.
 After the last restart drains the topic and stops on SIGTERM, the last snapshot must hold each
 valid event exactly once per version and field, reflect the topic's end offsets, and the poison
 messages must be in the dead-letter topic. The same procedure as ``tests/app/test_crash_recovery``.
@@ -29,10 +30,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "app"))  # the app tests' daemon helpers
-
-from _app_support import (  # noqa: E402
+from benchmarks.perf.streams import build_tiny_model, exit_on_sigterm, kafka_broker
+from saewatch.config import StateSettings
+from saewatch.state.monitor import MonitorState
+from tests.support.app import (
     handled,
     kill_at,
     kill_leftovers,
@@ -43,11 +44,7 @@ from _app_support import (  # noqa: E402
     wait_for,
     write_config,
 )
-
-from benchmarks.perf.streams import build_tiny_model, exit_on_sigterm, kafka_broker  # noqa: E402
-from saewatch.config import StateSettings  # noqa: E402
-from saewatch.source.testing import KafkaCluster  # noqa: E402
-from saewatch.state.monitor import MonitorState  # noqa: E402
+from tests.support.kafka import KafkaCluster
 
 logger = logging.getLogger("benchmarks.quality.crash_trials")
 
@@ -78,14 +75,18 @@ def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed:
     messages += [(None, bad) for bad in POISON]
     rng.shuffle(messages)
     total = len(messages)
-    publisher = publish_live(cluster, topic, messages, rate)
+    # The last tenth waits until every kill has happened, so each kill lands before the end of
+    # the stream however slowly the daemon starts (kill targets all lie in the first nine tenths).
+    head = total - total // 10
+    publisher = publish_live(cluster, topic, messages[:head], rate)
     config = write_config(root / f"run{seed}.yaml", cluster.bootstrap, topic, dirs)
     store, log = snapshots_of(config), root / f"daemon{seed}.log"
     started = time.monotonic()
-    targets = sorted(rng.sample(range(1, total - total // 10), kills))
+    targets = sorted(rng.sample(range(1, head), kills))
     progress = kill_at(targets, config, topic, log, rng)
-    proc = start("run", config, log)
     publisher.join()
+    cluster.produce_raw(topic, messages[head:])
+    proc = start("run", config, log)
     wait_for(lambda: handled(store, topic) >= total and serving(config), [proc], log)
     proc.send_signal(signal.SIGTERM)
     clean_exit = proc.wait(timeout=60) == 0
@@ -96,7 +97,7 @@ def one_stream(cluster: KafkaCluster, dirs: tuple[Path, Path], root: Path, seed:
     documents = {f"{v.model_version}/{v.field}": v.documents for v in state.version_counts()}
     dead = {r.value for r in cluster.read_topic(f"{topic}.dlq")}
     exact = set(documents.values()) == {events_per_version} and len(documents) == 4
-    mid_stream = sum(0 < p < total for p in progress)  # the others hit the end of the stream
+    mid_stream = sum(0 < p < total for p in progress)  # all of them, by the held-back tail
     offsets_at_end = latest is not None and latest.offsets == {
         (topic, p): end for p, end in cluster.end_offsets(topic).items()}
     return {

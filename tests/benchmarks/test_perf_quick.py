@@ -84,7 +84,7 @@ def test_make_bench_runner_collects_results_and_crash_trials_are_exact(
     crash = json.loads((tmp_path / "crash_trials.json").read_text())["streams"][0]
     assert crash["documents"] == {f"{v}/{f}": 20 for v in ("v1", "v2")
                                   for f in ("prompt", "response")}
-    assert crash["kills_mid_stream"] >= 1 and crash["offsets_at_end"] and crash["poison_in_dlq"]
+    assert crash["kills_mid_stream"] == 2 and crash["offsets_at_end"] and crash["poison_in_dlq"]
     aggregate = json.loads((tmp_path / "aggregate.json").read_text())
     assert aggregate["throughput"]["events_per_s"] > 0
     assert "| crash_trials | 0 |" in (tmp_path / "summary.md").read_text()
