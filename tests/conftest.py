@@ -5,14 +5,14 @@
     used as is; otherwise ``deploy/kafka/start.sh`` starts one on free ports with its data in a
     temporary folder, and ``deploy/kafka/stop.sh --purge`` stops it when the session ends.
 ``kafka_cluster`` (session)
-    A :class:`saewatch.source.testing.KafkaCluster`: create uniquely named topics, produce raw
+    A :class:`tests.support.kafka.KafkaCluster`: create uniquely named topics, produce raw
     messages, read a topic back, and read a group's committed offsets and a topic's end offsets.
 ``kafka_topic`` (function)
     A fresh topic with one partition (call ``kafka_cluster.create_topic`` for more).
 
 Only tests that ask for these fixtures need Java and the broker; mark them
 ``@pytest.mark.kafka`` so ``-m "not kafka"`` runs everything else without one. Import helpers
-from :mod:`saewatch.source.testing`, not from this file (several folders have a conftest.py).
+from :mod:`tests.support.kafka`, not from this file (several folders have a conftest.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from saewatch.source.testing import KafkaCluster, LocalBroker, broker_answers
+from tests.support.kafka import KafkaCluster, LocalBroker, broker_answers
 
 TESTS_DATA = Path(__file__).resolve().parent / "data"
 

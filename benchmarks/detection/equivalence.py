@@ -4,7 +4,7 @@ The benchmark simulates streams from cached codes (:mod:`benchmarks.detection.si
 per run, one scenario's events are also written as JSONL and replayed through
 :class:`saewatch.app.App` with ``source.kind=file``, and produced to a real Kafka topic and
 consumed by the App with ``source.kind=kafka`` (a broker from ``deploy/kafka`` via
-:class:`~saewatch.source.testing.LocalBroker`, or ``$SAEWATCH_KAFKA_BOOTSTRAP``). Both encode live
+:class:`~tests.support.kafka.LocalBroker`, or ``$SAEWATCH_KAFKA_BOOTSTRAP``). Both encode live
 with the same encoder. Per-version document counts and per-feature firing counts of the response
 field, the verdict, the number of significant features and the top features must equal the
 simulation's final look; otherwise :class:`EquivalenceError` stops the run.
@@ -102,7 +102,7 @@ def file_replay(events: list[LLMEvent], encoder: SAEEncoder, encode: EncodeSetti
 
 @contextmanager
 def _broker(work: Path) -> Iterator[str]:
-    from saewatch.source.testing import LocalBroker, broker_answers
+    from tests.support.kafka import LocalBroker, broker_answers
 
     given = os.environ.get("SAEWATCH_KAFKA_BOOTSTRAP")
     if given and broker_answers(given):
@@ -118,7 +118,7 @@ def _broker(work: Path) -> Iterator[str]:
 
 def kafka_replay(events: list[LLMEvent], encoder: SAEEncoder, encode: EncodeSettings,
                  work: Path) -> Summary:
-    from saewatch.source.testing import KafkaCluster
+    from tests.support.kafka import KafkaCluster
 
     with _broker(work) as bootstrap:
         cluster = KafkaCluster(bootstrap)

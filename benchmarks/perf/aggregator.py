@@ -20,7 +20,7 @@ from saewatch.app import App
 from saewatch.codec import decode_messages, encode_messages
 from saewatch.config import EncodeSettings, Settings, load_settings
 from saewatch.models import FeatureBatch
-from saewatch.source.testing import KafkaCluster, free_port
+from tests.support.kafka import KafkaCluster, free_port
 
 logger = logging.getLogger(__name__)
 

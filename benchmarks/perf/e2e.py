@@ -50,8 +50,8 @@ from saewatch.config import EncodeSettings, Settings, load_settings
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.models import LLMEvent
 from saewatch.source.producer import connect_producer, publish
-from saewatch.source.testing import KafkaCluster, free_port
 from saewatch.state.snapshot import SnapshotStore
+from tests.support.kafka import KafkaCluster, free_port
 
 logger = logging.getLogger("benchmarks.perf.e2e")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from saewatch.source.testing import KafkaCluster, free_port
+from tests.support.kafka import KafkaCluster, free_port
 
 logger = logging.getLogger(__name__)
 

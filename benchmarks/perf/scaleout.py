@@ -44,9 +44,9 @@ from benchmarks.perf.streams import (
 from saewatch.config import EncodeSettings, KafkaSettings, StateSettings
 from saewatch.models import LLMEvent
 from saewatch.source.producer import connect_producer, publish
-from saewatch.source.testing import KafkaCluster
 from saewatch.state.monitor import MonitorState
 from saewatch.state.snapshot import SnapshotStore
+from tests.support.kafka import KafkaCluster
 
 logger = logging.getLogger("benchmarks.perf.scaleout")
 

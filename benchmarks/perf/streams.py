@@ -2,7 +2,7 @@
 encoder under test, text lengths, and the machine facts every figure is reported with.
 
 The broker is the one named by ``SAEWATCH_KAFKA_BOOTSTRAP`` when it answers, otherwise a fresh
-:class:`~saewatch.source.testing.LocalBroker` from ``deploy/kafka`` (stopped and purged after).
+:class:`~tests.support.kafka.LocalBroker` from ``deploy/kafka`` (stopped and purged after).
 Events are real AlpacaEval answers: ``gpt4_1106_preview`` as ``v1`` on even prompts and its verbose
 variant as ``v2`` on odd prompts (the demo's pair), so codes have their real density.
 """
@@ -29,7 +29,7 @@ from saewatch.config import EncodeSettings, SaeRef
 from saewatch.datasets import alpaca_events
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.models import LLMEvent, TextField
-from saewatch.source.testing import LocalBroker, broker_answers
+from tests.support.kafka import LocalBroker, broker_answers
 
 logger = logging.getLogger(__name__)
 

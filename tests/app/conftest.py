@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _app_support import TINY_HOOK, kill_leftovers
-from _encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 
 from saewatch.config import EncodeSettings
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.model import load_default_tokenizer
 from saewatch.encode.sae import LoadedSae, SaeExpectations
 from saewatch.models import LLMEvent
+from tests.encode._encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
+from tests.support.app import TINY_HOOK, kill_leftovers
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,8 @@ def tiny_encoder_factory() -> Callable[[], SAEEncoder]:
             directory=None,
             expectations=SaeExpectations(0.0, None, "test"),
         )
-        settings = EncodeSettings(device="cpu", max_tokens_per_text=48)
+        # fp32: the same codes on every CPU, as the exact-count tests need
+        settings = EncodeSettings(device="cpu", max_tokens_per_text=48, precision="fp32")
         return SAEEncoder.from_parts(make_tiny_llama(len(tokenizer)), tokenizer, loaded,
                                      settings, "tiny")
 

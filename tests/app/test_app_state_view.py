@@ -9,12 +9,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from _app_support import pair_events
-
 from saewatch.app import App
 from saewatch.config import load_settings
 from saewatch.encode.encoder import SAEEncoder
-from saewatch.source.testing import free_port
+from tests.support.app import pair_events
+from tests.support.kafka import free_port
 
 N_PER_VERSION = 12
 

@@ -9,7 +9,12 @@ import signal
 from pathlib import Path
 
 import pytest
-from _app_support import (
+from kafka.consumer.fetcher import ConsumerRecord
+
+from saewatch.config import StateSettings
+from saewatch.source.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC
+from saewatch.state.monitor import MonitorState
+from tests.support.app import (
     handled,
     kill_at,
     pair_events,
@@ -19,11 +24,6 @@ from _app_support import (
     wait_for,
     write_config,
 )
-from kafka.consumer.fetcher import ConsumerRecord
-
-from saewatch.config import StateSettings
-from saewatch.source.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC
-from saewatch.state.monitor import MonitorState
 
 pytestmark = pytest.mark.kafka
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _app_support import serving, start, wait_for
 
-from export.prometheus_harness import PrometheusServer, fast_rules
 from saewatch.datasets import alpaca_events
-from saewatch.source.testing import free_port
+from tests.support.app import serving, start, wait_for
+from tests.support.kafka import free_port
+from tests.support.prometheus import PrometheusServer, fast_rules
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus, pytest.mark.slow]
 

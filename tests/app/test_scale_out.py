@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _app_support import (
+
+from saewatch.app import App
+from saewatch.config import Settings, StateSettings, load_settings
+from saewatch.source.file import write_events
+from saewatch.state.monitor import MonitorState
+from tests.support.app import (
     handled,
     pair_events,
     serving,
@@ -19,11 +24,6 @@ from _app_support import (
     wait_for,
     write_config,
 )
-
-from saewatch.app import App
-from saewatch.config import Settings, StateSettings, load_settings
-from saewatch.source.file import write_events
-from saewatch.state.monitor import MonitorState
 
 pytestmark = pytest.mark.kafka
 

@@ -8,16 +8,10 @@ baseline is calibrated to the SAE method's A/A false-alarm count.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the benchmarks live beside the package, not inside it
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.detection.run import main  # noqa: E402
+from benchmarks.detection.run import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 

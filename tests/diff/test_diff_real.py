@@ -7,17 +7,10 @@ pairs (verbose/concise variants, a DPO fine-tune) must differ clearly. Codes are
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the cache helper lives with the benchmarks that share it
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.quality.alpaca_codes import (  # noqa: E402
+from benchmarks.quality.alpaca_codes import (
     MODELS,
     PAIRS,
     CodesCache,
@@ -25,13 +18,12 @@ from benchmarks.quality.alpaca_codes import (  # noqa: E402
     halves,
     selected_instructions,
 )
-
-from saewatch.config import ComparisonSpec, DiffSettings, StateSettings  # noqa: E402
-from saewatch.diff.compare import compare  # noqa: E402
-from saewatch.diff.report import build_report  # noqa: E402
-from saewatch.encode.default import default_labels_path  # noqa: E402
-from saewatch.models import ComparisonKey, FeatureCounts, SparseCodes  # noqa: E402
-from saewatch.state.monitor import MonitorState  # noqa: E402
+from saewatch.config import ComparisonSpec, DiffSettings, StateSettings
+from saewatch.diff.compare import compare
+from saewatch.diff.report import build_report
+from saewatch.encode.default import default_labels_path
+from saewatch.models import ComparisonKey, FeatureCounts, SparseCodes
+from saewatch.state.monitor import MonitorState
 
 pytestmark = pytest.mark.slow
 

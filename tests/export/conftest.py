@@ -2,7 +2,7 @@
 
 ``exporter`` builds what the app builds (registry, report holder, collector, pipeline metrics,
 HTTP server on a free loopback port); ``prometheus`` starts Prometheus processes scraping it (see
-:mod:`prometheus_harness`, reusable by end-to-end tests).
+:mod:`tests.support.prometheus`, shared with the end-to-end tests).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from export.drift_reports import drift_report
 from export.export_harness import Exporter, ExporterFactory, publish_history
-from export.prometheus_harness import PrometheusServer, prometheus_binary
 from saewatch.config import WebSettings
 from saewatch.export import (
     DriftReportCollector,
@@ -27,6 +26,7 @@ from saewatch.export import (
     StateQueries,
 )
 from saewatch.models import DriftReport
+from tests.support.prometheus import PrometheusServer, prometheus_binary
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from export.drift_reports import (
 )
 from export.export_harness import ExporterFactory
 from export.http_helpers import fetch
-from export.prometheus_harness import RULES_DIR, PrometheusServer, fast_rules
 from export.promql_names import DASHBOARDS_DIR, dashboards, expressions, names_used, recorded_names
+from tests.support.prometheus import RULES_DIR, PrometheusServer, fast_rules
 
 pytestmark = pytest.mark.prometheus
 

@@ -18,7 +18,7 @@ from saewatch.source.client import producer_options
 from saewatch.source.deadletter import DeadLetterQueue
 from saewatch.source.kafka import KafkaSource
 from saewatch.source.stats import SourceStats
-from saewatch.source.testing import KafkaCluster, LocalBroker
+from tests.support.kafka import KafkaCluster, LocalBroker
 
 pytestmark = pytest.mark.kafka
 

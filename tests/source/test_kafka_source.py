@@ -16,7 +16,7 @@ from saewatch.source.deadletter import ERROR_CLASSES
 from saewatch.source.exceptions import OffsetRegressionError
 from saewatch.source.kafka import KafkaSource
 from saewatch.source.producer import connect_producer, publish
-from saewatch.source.testing import KafkaCluster
+from tests.support.kafka import KafkaCluster
 
 pytestmark = pytest.mark.kafka
 

@@ -11,7 +11,7 @@ from saewatch.datasets import alpaca_events
 from saewatch.models import LLMEvent
 from saewatch.source.admin import ensure_topics
 from saewatch.source.producer import Progress, connect_producer, publish
-from saewatch.source.testing import KafkaCluster
+from tests.support.kafka import KafkaCluster
 
 
 @pytest.mark.kafka

@@ -1,4 +1,5 @@
-"""Shared helpers of the app tests (importable; fixtures live in conftest.py)."""
+"""``saewatch`` daemons as processes: configs, start, wait, kill -9, scrape (the app tests and
+``benchmarks.quality.crash_trials``; fixtures live in ``tests/app/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,10 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encode"))
-
-from saewatch.datasets import alpaca_events  # noqa: E402
-from saewatch.models import LLMEvent  # noqa: E402
-from saewatch.source.testing import free_port  # noqa: E402
-from saewatch.state.snapshot import SnapshotStore  # noqa: E402
+from saewatch.datasets import alpaca_events
+from saewatch.models import LLMEvent
+from saewatch.state.snapshot import SnapshotStore
+from tests.support.kafka import free_port
 
 TINY_HOOK = "blocks.1.hook_resid_post"
 STEP_TIMEOUT_S = 240

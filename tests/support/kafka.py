@@ -24,8 +24,8 @@ from kafka.errors import KafkaError
 
 from saewatch.config import Settings, load_settings
 
-# This file sits at <root>/daemon/saewatch/source/testing.py.
-KAFKA_DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "kafka"
+# This file sits at <root>/tests/support/kafka.py.
+KAFKA_DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 # A cold start fetches the jars with Maven first; later starts take a few seconds.
 BROKER_START_TIMEOUT_S = 600
 
