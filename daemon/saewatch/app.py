@@ -48,9 +48,13 @@ logger = logging.getLogger(__name__)
 Role = Literal["run", "aggregate"]
 
 
-def features_source(settings: Settings, resume: ResumeOffset, stop: threading.Event) -> Source:
-    """The aggregator's source: the features topic, in a consumer group of its own."""
-    from saewatch.codec import decode_record
+def features_source(
+    settings: Settings, resume: ResumeOffset, stop: threading.Event,
+    encoder: tuple[str, int] | None = None,
+) -> Source:
+    """The aggregator's source: the features topic, in a consumer group of its own, held to one
+    ``encoder`` (id, d_sae): the restored state's, else the first message's."""
+    from saewatch.codec import FeaturesDecoder
     from saewatch.source.kafka import KafkaSource
 
     kafka = settings.kafka
@@ -59,7 +63,8 @@ def features_source(settings: Settings, resume: ResumeOffset, stop: threading.Ev
     settings = settings.model_copy(
         update={"kafka": kafka.model_copy(update={"max_poll_records": polls})})
     return KafkaSource(
-        settings, resume, topics=[kafka.features_topic], stop=stop, decode=decode_record,
+        settings, resume, topics=[kafka.features_topic], stop=stop,
+        decode=FeaturesDecoder(bound=encoder),
         group_id=f"{kafka.group_id}-aggregate", dlq_topic=f"{kafka.features_topic}.dlq",
     )
 
@@ -134,11 +139,19 @@ class App:
         self.handled = 0
         self.state: MonitorState | None = None
         self._encoder_factory = encoder_factory or default_encoder(settings)
-        self._source_factory = source_factory or _default_source(settings, role)
+        self._source_factory = source_factory or _default_source(settings, role,
+                                                                 self._counted_encoder)
         self._labels: Mapping[int, str] = {}
 
     def stop(self) -> None:
         self.stop_flag.event.set()
+
+    def _counted_encoder(self) -> tuple[str, int] | None:
+        """(encoder id, d_sae) of the codes the restored state holds, if any."""
+        state = self.state
+        if state is None or state.encoder_id is None or state.d_sae is None:
+            return None
+        return state.encoder_id, state.d_sae
 
     def run(self) -> int:
         """Run until stopped (signal, :meth:`stop`, ``max_events`` or the end of a file)."""
@@ -278,10 +291,11 @@ def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]
                                  encoder.encoder_id if encoder is not None else None)
     return {} if labels is None else {f.feature: f.label for f in labels.features if f.label}
 
-def _default_source(settings: Settings, role: Role) -> SourceFactory:
+def _default_source(settings: Settings, role: Role,
+                    counted: Callable[[], tuple[str, int] | None]) -> SourceFactory:
     def build(resume: ResumeOffset, stop: threading.Event) -> Source:
-        if role == "aggregate":
-            return features_source(settings, resume, stop)
+        if role == "aggregate":  # built after the state is restored: it knows its encoder
+            return features_source(settings, resume, stop, counted())
         if settings.source.kind == "file":
             from saewatch.source.file import FileSource
 

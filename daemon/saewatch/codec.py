@@ -184,6 +184,55 @@ def decode_record(
     return Record(event=message.event, position=position, codes=assemble([message]))
 
 
+class FeaturesDecoder:
+    """The aggregator's decoder hook: :func:`decode_record`, held to one encoder.
+
+    Counts of two SAEs cannot be added, so a message of another encoder than the one this
+    aggregator counts (say, a new SAE rolled out to some encode replicas) is invalid with reason
+    ``encoder``: dead-lettered and counted like any bad record, where it used to stop the
+    aggregator on every restart. The encoder is the restored state's (``bound``), else the first
+    valid message's.
+
+    >>> from saewatch.models import SourcePosition, SparseCodes
+    >>> e = LLMEvent.model_validate_json('{"event_id": "e1", "timestamp": "2026-11-20T10:00:00Z",'
+    ...     ' "model_id": "bot", "model_version": "v1", "prompt": "Hi", "response": "Hello"}')
+    >>> codes = SparseCodes.from_rows([[3]], [[1.5]], n_tokens=[2])
+    >>> def message(encoder_id: str) -> bytes:
+    ...     batch = FeatureBatch(encoder_id=encoder_id, d_sae=32, events=(e,), prompt=codes,
+    ...                          response=codes)
+    ...     return encode_messages(batch)[0][1]
+    >>> decode = FeaturesDecoder(bound=("sae-a", 32))
+    >>> where = SourcePosition(topic="llm-features", partition=0, offset=7)
+    >>> decode(message("sae-a"), where, 8_000, 1_048_576).codes.encoder_id
+    'sae-a'
+    >>> decode(message("sae-b"), where, 8_000, 1_048_576).reason
+    'encoder'
+    """
+
+    def __init__(self, bound: tuple[str, int] | None = None) -> None:
+        self.bound = bound
+
+    def __call__(
+        self, raw: bytes | None, position: SourcePosition, max_chars: int, max_bytes: int,
+        key: bytes | None = None,
+    ) -> Record | InvalidRecord:
+        result = decode_record(raw, position, max_chars, max_bytes, key)
+        if isinstance(result, InvalidRecord) or result.codes is None:
+            return result
+        identity = (result.codes.encoder_id, result.codes.d_sae)
+        if self.bound is None:
+            self.bound = identity
+        elif identity != self.bound:
+            error = (
+                f"features of encoder {identity[0]!r} (d_sae={identity[1]}), but this aggregator "
+                f"counts {self.bound[0]!r} (d_sae={self.bound[1]}): run another aggregator, with "
+                "its own kafka.group_id and state.snapshot_dir, for the new encoder"
+            )
+            return InvalidRecord(position=position, reason="encoder", error=error,
+                                 raw=raw or b"", key=key)
+        return result
+
+
 def assemble(messages: Sequence[_Decoded]) -> FeatureBatch:
     if not messages:
         raise CodecError("no messages to assemble")

@@ -149,7 +149,8 @@ def report_model(metrics: PipelineMetrics, encoder: Encoder) -> None:
     """``saewatch_model_info`` and the SAE width, from the encoder's own description."""
     info = encoder.describe()
     metrics.set_model(model=info.model, sae=info.sae, hook=info.hook, device=info.device,
-                      d_sae=encoder.d_sae, encoder_id=encoder.encoder_id)
+                      precision=info.precision, d_sae=encoder.d_sae,
+                      encoder_id=encoder.encoder_id)
 
 
 def default_encoder(settings: Settings) -> Callable[[], Encoder]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from _app_support import pair_events
 from prometheus_client import CollectorRegistry
 
 from saewatch.app import App
 from saewatch.config import Settings, load_settings
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.state.snapshot import SnapshotStore
+from tests.support.app import pair_events
 
 POISON = [b"{not json", b'{"event_id": "x"}', b"\xff\xfe binary"]
 
@@ -82,6 +82,7 @@ def test_the_encoder_in_use_is_published_as_model_info(
               encoder_factory=tiny_encoder_factory, registry=registry, serve_http=False)
     app.run()
     labels = {"model": "tiny", "hook": "blocks.1.hook_resid_post", "sae": "random-topk",
-              "device": "cpu", "d_sae": "256", "encoder_id": "tiny/blocks.1.hook_resid_post/random-topk"}
+              "device": "cpu", "precision": "fp32", "d_sae": "256",
+              "encoder_id": "tiny/blocks.1.hook_resid_post/random-topk"}
     assert registry.get_sample_value("saewatch_model_info", labels) == 1.0
     assert registry.get_sample_value("saewatch_sae_latents") == 256

@@ -247,6 +247,7 @@ def exercise_pipeline(metrics: PipelineMetrics) -> None:
         sae="saewatch-default-topk",
         hook="blocks.15",
         device="cuda:0",
+        precision="bf16",
         d_sae=4096,
         encoder_id="smollm2/15/topk-4096",
     )

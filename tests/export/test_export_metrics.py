@@ -21,7 +21,7 @@ def registry() -> CollectorRegistry:
 def test_known_label_sets_are_pre_initialised(registry: CollectorRegistry) -> None:
     PipelineMetrics(registry)
     get = registry.get_sample_value
-    assert set(INVALID_REASONS) == {"invalid_json", "schema", "encoding", "oversize"}
+    assert set(INVALID_REASONS) == {"invalid_json", "schema", "encoding", "oversize", "encoder"}
     for reason in INVALID_REASONS:
         assert get("saewatch_events_invalid_total", {"reason": reason}) == 0.0
     for field in ("prompt", "response"):
@@ -55,6 +55,7 @@ def test_app_updates_show_up_in_the_registry(registry: CollectorRegistry) -> Non
         "sae": "saewatch-default-topk",
         "hook": "blocks.15",
         "device": "cuda:0",
+        "precision": "bf16",
         "d_sae": "4096",
         "encoder_id": "smollm2/15/topk-4096",
     }

@@ -180,7 +180,7 @@ class PipelineMetrics:
         )
 
     def _init_model_metrics(self, kw: Mapping[str, Any]) -> None:
-        self.model_info = Info("model", "Language model, SAE, hook and device in use", **kw)
+        self.model_info = Info("model", "Language model, SAE, hook, device and precision in use", **kw)
         self.sae_latents = Gauge("sae_latents", "Width of the SAE (d_sae)", **kw)
         self.sae_variance_explained = Gauge(
             "sae_variance_explained_ratio",
@@ -272,14 +272,17 @@ class PipelineMetrics:
         device: str,
         d_sae: int,
         encoder_id: str = "",
+        precision: str = "",
     ) -> None:
-        """Publish what encodes the texts (an ``_info`` series plus the SAE width)."""
+        """Publish what encodes the texts (an ``_info`` series plus the SAE width); the
+        precision the encoder settled on is there because ``auto`` decides it per CPU."""
         self.model_info.info(
             {
                 "model": model,
                 "sae": sae,
                 "hook": hook,
                 "device": device,
+                "precision": precision,
                 "d_sae": str(d_sae),
                 "encoder_id": encoder_id,
             }

@@ -33,7 +33,8 @@ class Record(BaseModel):
     codes: FeatureBatch | None = None
 
 
-InvalidReason = Literal["invalid_json", "schema", "encoding", "oversize"]
+# "encoder": a features message of another encoder than the one an aggregator counts.
+InvalidReason = Literal["invalid_json", "schema", "encoding", "oversize", "encoder"]
 
 
 class InvalidRecord(BaseModel):

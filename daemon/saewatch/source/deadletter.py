@@ -3,7 +3,7 @@
 A dead letter has the original key and value, byte for byte, and these headers (UTF-8 values):
 
 ==========================  ===================================================================
-``saewatch.error.reason``   ``invalid_json``, ``schema``, ``encoding`` or ``oversize``
+``saewatch.error.reason``   ``invalid_json``, ``schema``, ``encoding``, ``oversize``, ``encoder``
 ``saewatch.error.class``    the kind of failure (``JSONDecodeError``, ``ValidationError``, ...)
 ``saewatch.error.message``  what was wrong, e.g. ``timestamp: Input should have timezone info``
 ``saewatch.source.topic``   where the record was read ...
@@ -51,6 +51,7 @@ ERROR_CLASSES: dict[InvalidReason, str] = {
     "schema": "ValidationError",
     "encoding": "UnicodeDecodeError",
     "oversize": "MessageTooLarge",
+    "encoder": "EncoderMismatch",
 }
 
 

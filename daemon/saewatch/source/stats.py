@@ -8,7 +8,7 @@ imports a metrics library. Counters only grow, so a scrape may read them at any 
 >>> s.consumed, s.valid, s.invalid["schema"], s.truncated_fields["response"]
 (3, 1, 2, 1)
 >>> s.summary()
-'consumed=3 valid=1 invalid=2 (invalid_json=0 schema=2 encoding=0 oversize=0) truncated=1 ...'
+'consumed=3 valid=1 invalid=2 (invalid_json=0 schema=2 encoding=0 oversize=0 encoder=0) truncated=1 ...'
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class SourceStats:
     valid
         Records that passed validation and were handed on.
     invalid
-        Invalid records per reason (``invalid_json``, ``schema``, ``encoding``, ``oversize``).
+        Invalid records per reason (``invalid_json``, ``schema``, ``encoding``, ``oversize``, ``encoder``).
     truncated
         Valid records with at least one text field cut to ``source.max_chars``.
     truncated_fields
