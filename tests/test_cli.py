@@ -120,7 +120,7 @@ def test_consume_a_file_prints_the_accounting(
     assert main(["consume"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(
-        "consumed=8 valid=6 invalid=2 (invalid_json=1 schema=0 encoding=1 oversize=0) truncated=6 "
+        "consumed=8 valid=6 invalid=2 (invalid_json=1 schema=0 encoding=1 oversize=0 encoder=0) truncated=6 "
     ), line
     assert line.endswith("stopped_by='end of input'")
     monkeypatch.delenv("SAEWATCH_SOURCE__KIND")
@@ -165,7 +165,7 @@ def test_produce_then_consume_through_the_cli(kafka_cluster) -> None:  # type: i
     consumed = _saewatch("consume", "--topic", topic, "--group", group, "--idle-exit", "5", env=env)
     assert consumed.returncode == 0, consumed.stderr
     assert consumed.stdout.startswith(
-        "consumed=32 valid=30 invalid=2 (invalid_json=1 schema=1 encoding=0 oversize=0) truncated=0 "
+        "consumed=32 valid=30 invalid=2 (invalid_json=1 schema=1 encoding=0 oversize=0 encoder=0) truncated=0 "
         "dead_lettered=2 "
     ), consumed.stdout
     assert kafka_cluster.committed(group, topic) == kafka_cluster.end_offsets(topic)

@@ -273,7 +273,7 @@ class App:
 
     def _start_http(self, stack: ExitStack) -> None:
         from saewatch.export.collector import DriftReportCollector
-        from saewatch.export.http import ExporterServer
+        from saewatch.export.web.http import ExporterServer
 
         self.registry.register(DriftReportCollector(self.reports, top_k=self.settings.web.top_k))
         # No state handed over: the API answers from the view published with each report.

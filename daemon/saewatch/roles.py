@@ -146,7 +146,7 @@ class EncodeWorker:
         self.metrics.events_processed.inc(len(codes))
 
     def _start_http(self, stack: ExitStack) -> None:
-        from saewatch.export.http import ExporterServer
+        from saewatch.export.web.http import ExporterServer
 
         server = ExporterServer(
             self.settings.web, self.registry, ReportHolder(), readiness=self.readiness

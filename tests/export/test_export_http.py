@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import http.client
+import json
 import socket
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +16,9 @@ from export.drift_reports import BASELINE, CANDIDATE, DOWN, MODEL_ID, UP, drift_
 from export.export_harness import Exporter, ExporterFactory
 from export.http_helpers import fetch
 from saewatch.config import WebSettings
-from saewatch.export import ExporterServer, ReportHolder
+from saewatch.export import ExporterServer, ReportHolder, StateQueries
 from saewatch.export.exceptions import ServerStartError
-from saewatch.export.schemas import comparison_id
+from saewatch.export.web.schemas import comparison_id
 from saewatch.models import ComparisonKey
 
 DRIFT_ID = comparison_id(
@@ -215,6 +217,64 @@ def test_stop_releases_the_port(exporter: ExporterFactory) -> None:
     ex.server.stop()  # idempotent
     with socket.create_server((host, port)):
         pass
+
+
+def test_keep_alive_replies_are_not_held_back_by_nagle(exporter: ExporterFactory) -> None:
+    """Accepted sockets have TCP_NODELAY: the reply's second write (the body) is not held for
+    the client's delayed ACK, which cost every keep-alive scrape ~40 ms."""
+    ex = exporter()
+    host, port = ex.server.address
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/-/healthy")
+    assert json.loads(connection.getresponse().read())["status"] == "ok"
+    open_now = list(ex.server._httpd.connections)  # noqa: SLF001 (the server's own sockets)
+    assert len(open_now) == 1
+    assert open_now[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    connection.close()
+
+
+def test_stop_ends_open_keep_alive_connections(exporter: ExporterFactory) -> None:
+    ex = exporter()
+    host, port = ex.server.address
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/-/healthy")
+    first = connection.getresponse()
+    assert first.status == 200 and json.loads(first.read())["status"] == "ok"
+    ex.server.stop()
+    # A stopped server used to go on answering on the connection it had accepted.
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        connection.request("GET", "/-/healthy")
+        connection.getresponse()
+    connection.close()
+
+
+class BrokenState(StateQueries):
+    """State queries that fail as a bug would."""
+
+    def version_counts(self):  # noqa: ANN201
+        raise RuntimeError("boom")
+
+    def feature_detail(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        raise RuntimeError("boom")
+
+    def retrieve(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        raise RuntimeError("boom")
+
+    def examples(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        raise RuntimeError("boom")
+
+    def cluster_shares(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        raise RuntimeError("boom")
+
+
+def test_a_fault_in_a_handler_is_a_500_problem_and_counted(exporter: ExporterFactory) -> None:
+    ex = exporter(report=drift_report(), state=BrokenState())
+    response = fetch(ex.url + "/api/v1/features/3")
+    assert response.status == 500
+    assert response.json()["title"] == "Internal Server Error"
+    assert "log" in response.json()["detail"] and "boom" not in response.body.decode()
+    assert ex.registry.get_sample_value(
+        "saewatch_http_requests_total", {"handler": "feature", "code": "500"}) == 1
 
 
 def test_concurrent_requests_are_all_answered(drifting: Exporter) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from export.export_harness import Exporter
 from export.http_helpers import fetch
-from saewatch.export.schemas import comparison_id
+from saewatch.export.web.schemas import comparison_id
 
 EXAMPLES = {"feature": "1412", "name": "report.css"}
 

@@ -13,8 +13,8 @@ Wiring (done by the app)::
 
 from saewatch.export.base import HistoryPoint, ReportHolder, StateQueries
 from saewatch.export.collector import TOP_K_HARD_CAP, DriftReportCollector
-from saewatch.export.http import ExporterServer, ReadinessProbe
 from saewatch.export.metrics import PipelineMetrics
+from saewatch.export.web.http import ExporterServer, ReadinessProbe
 
 __all__ = [
     "TOP_K_HARD_CAP",

@@ -25,13 +25,13 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.exposition import choose_encoder
 
 from saewatch.config import WebSettings
-from saewatch.export.api import JSON, JsonApi
 from saewatch.export.base import ReportHolder, StateQueries
 from saewatch.export.exceptions import HttpError, NotFound, ServerStartError
-from saewatch.export.openapi import build_openapi
-from saewatch.export.report import STATIC_FILES, render_report, static_file
-from saewatch.export.routing import Param, Request, Response, Route, Router
-from saewatch.export.schemas import Probe, Problem
+from saewatch.export.web.api import JSON, JsonApi
+from saewatch.export.web.openapi import build_openapi
+from saewatch.export.web.report import STATIC_FILES, render_report, static_file
+from saewatch.export.web.routing import Param, Request, Response, Route, Router
+from saewatch.export.web.schemas import Probe, Problem
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +58,36 @@ class _Server(ThreadingHTTPServer):
     def server_activate(self) -> None:
         super().server_activate()
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+        self._lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Back-pressure instead of one thread per connection without limit: the accept loop
         # waits for a free slot (slots free within REQUEST_TIMEOUT_S at worst).
         self._slots.acquire()
+        with self._lock:
+            self.connections.add(request)
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._lock:
+                self.connections.discard(request)
             self._slots.release()
+
+    def close_connections(self) -> None:
+        """End every open keep-alive connection: shutting down the reading side lets a reply
+        being written finish, and the handler's next read sees the end of the stream. Without
+        this a stopped server went on answering on connections it had already accepted."""
+        with self._lock:
+            open_now = list(self.connections)
+        for connection in open_now:
+            try:
+                connection.shutdown(socket.SHUT_RD)
+            except OSError:  # closed by the client meanwhile
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints tracebacks to stderr; route them through logging instead.
@@ -151,10 +169,11 @@ class ExporterServer:
         logger.info("serving /metrics, API and report on http://%s:%d/", *self.address)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting requests and close the socket (idempotent)."""
+        """Stop accepting requests, end open connections and close the socket (idempotent)."""
         if self._httpd is None:
             return
         self._httpd.shutdown()
+        self._httpd.close_connections()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -300,6 +319,10 @@ class ExporterServer:
             return name, route.handler(request)
         except HttpError as exc:
             return name, _problem(exc.status, exc.title, str(exc))
+        except Exception:  # noqa: BLE001 (a fault of ours: answered 500 and logged, not a hang-up)
+            logger.exception("error answering %s", parts.path)
+            return name, _problem(500, "Internal Server Error",
+                                  "saewatch failed to answer; the traceback is in its log")
 
     def count(self, name: str, status: int) -> None:
         self._requests.labels(handler=name, code=str(status)).inc()
@@ -317,6 +340,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "saewatch"
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT_S
+    # TCP_NODELAY: headers and body go out in two writes, and on a keep-alive connection (what
+    # Prometheus keeps open) Nagle's algorithm held the body until the client's delayed ACK:
+    # every scrape took ~40 ms longer (41.9 ms p50 against 1.4 ms on fresh connections).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._respond(send_body=True)

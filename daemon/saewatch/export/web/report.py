@@ -14,9 +14,9 @@ from html import escape
 from importlib import resources
 
 from saewatch.export.base import HistoryPoint
-from saewatch.export.charts import frequency_bars, sparkline, stacked_shares
 from saewatch.export.collector import capped_clusters
-from saewatch.export.schemas import comparison_id
+from saewatch.export.web.charts import frequency_bars, sparkline, stacked_shares
+from saewatch.export.web.schemas import comparison_id
 from saewatch.models import (
     ClusterShare,
     ComparisonKey,
@@ -44,7 +44,7 @@ def static_file(name: str) -> bytes:
     """Content of a packaged static file (``report.css``, ``report.js``)."""
     if name not in STATIC_FILES:
         raise KeyError(name)
-    return resources.files("saewatch.export").joinpath("static", name).read_bytes()
+    return resources.files("saewatch.export.web").joinpath("static", name).read_bytes()
 
 
 def _time(at: datetime) -> str:

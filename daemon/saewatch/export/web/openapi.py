@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document, generated from the route table and the pydantic response models.
 
-Because dispatch and documentation read the same :class:`~saewatch.export.routing.Route` list, a
+Because dispatch and documentation read the same :class:`~saewatch.export.web.routing.Route` list, a
 route cannot exist without being documented.
 """
 
@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from saewatch import __version__
-from saewatch.export.routing import Param, Route
-from saewatch.export.schemas import Problem
+from saewatch.export.web.routing import Param, Route
+from saewatch.export.web.schemas import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _operation(route: Route, schemas: dict[str, str]) -> dict[str, Any]:
 def build_openapi(routes: Sequence[Route], bearer: bool) -> dict[str, Any]:
     """OpenAPI 3.1 document of ``routes``; ``bearer`` adds the bearer-token security scheme.
 
-    >>> from saewatch.export.routing import Response, Route
+    >>> from saewatch.export.web.routing import Response, Route
     >>> doc = build_openapi([Route("healthy", "/-/healthy", "Liveness",
     ...                            lambda r: Response(200, b"", "text/plain"), public=True)], False)
     >>> doc["openapi"], list(doc["paths"])

@@ -21,8 +21,8 @@ from saewatch.config import WebSettings
 from saewatch.errors import SaewatchError
 from saewatch.export.base import ReportHolder, StateQueries
 from saewatch.export.exceptions import BadRequest, NotFound, Unavailable
-from saewatch.export.routing import Param, ParamValue, Request, Response, Route
-from saewatch.export.schemas import (
+from saewatch.export.web.routing import Param, ParamValue, Request, Response, Route
+from saewatch.export.web.schemas import (
     ClusterList,
     ComparisonDiff,
     ComparisonList,
