@@ -8,7 +8,10 @@ Delivery: a replica commits its input offsets only after the broker acknowledged
 message of the batch (``acks=all``, idempotent producer) and every dead letter. A crash between
 the two re-encodes the uncommitted records and publishes them again; the aggregator drops these
 replays by event id (:class:`saewatch.state.dedup.RecentEvents`), so its state counts each event
-exactly once (and ``saewatch_events_duplicate_total`` of the aggregator counts the replays).
+exactly once (and ``saewatch_events_duplicate_total`` of the aggregator counts the replays). An
+event whose features message would exceed ``kafka.max_message_bytes`` (the broker would refuse it
+for good, and the replica would stop on it after every restart) goes to the events' dead-letter
+topic with reason ``oversize`` instead, counted as invalid.
 
 Metrics: the daemon's own functions publish model info, SAE sanity, GPU memory, partitions and
 lag. In one replica ``events_consumed = events_processed + events_invalid`` (an encoder keeps no
@@ -33,7 +36,7 @@ from saewatch.encode.base import Encoder
 from saewatch.errors import PublishError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
-from saewatch.models import SourceBatch
+from saewatch.models import InvalidRecord, Record, SourceBatch
 from saewatch.runtime import (
     Readiness,
     SourceFactory,
@@ -46,6 +49,7 @@ from saewatch.runtime import (
     report_source,
 )
 from saewatch.source.base import ResumeOffset, Source
+from saewatch.source.deadletter import dead_letter_headers
 
 logger = logging.getLogger(__name__)
 
@@ -133,17 +137,29 @@ class EncodeWorker:
         if not batch.records:
             return
         codes = encode_timed(encoder, batch, self.metrics)
-        topic = self.settings.kafka.features_topic
-        futures = [producer.send(topic, key=k, value=v) for k, v in encode_messages(codes)]
+        kafka = self.settings.kafka
+        futures, too_big = [], []
+        for record, (key, value) in zip(batch.records, encode_messages(codes), strict=True):
+            if len(value) > kafka.max_message_bytes:
+                too_big.append(_oversize(record, len(value), kafka.max_message_bytes))
+            else:
+                futures.append(producer.send(kafka.features_topic, key=key, value=value))
+        # The broker would refuse such a message for good; re-encoding it after every restart
+        # would stop this replica forever. It is a dead letter instead, and counted.
+        letters = [producer.send(kafka.dlq_topic_name, key=r.key, value=r.raw,
+                                 headers=dead_letter_headers(r)) for r in too_big]
         producer.flush(timeout=PUBLISH_TIMEOUT_S)
-        for future in futures:
+        for future in futures + letters:
             if not future.is_done or future.failed():
                 raise PublishError(
-                    f"features message to {topic} not acknowledged ({future.exception}); "
+                    f"features message or dead letter not acknowledged ({future.exception}); "
                     "nothing was committed, the batch is re-encoded after a restart"
                 )
         self.published += len(futures)
-        self.metrics.events_processed.inc(len(codes))
+        self.metrics.events_processed.inc(len(futures))
+        if too_big:
+            self.metrics.events_invalid.labels(reason="oversize").inc(len(too_big))
+            logger.warning("%d events dead-lettered: %s", len(too_big), too_big[0].error)
 
     def _start_http(self, stack: ExitStack) -> None:
         from saewatch.export.web.http import ExporterServer
@@ -152,6 +168,16 @@ class EncodeWorker:
             self.settings.web, self.registry, ReportHolder(), readiness=self.readiness
         )
         stack.enter_context(server)
+
+
+def _oversize(record: Record, size: int, limit: int) -> InvalidRecord:
+    """The dead letter of an event whose features message is too large for the topic. Its
+    value is the event as validated (the raw bytes are not kept past validation)."""
+    error = (f"its features message is {size} bytes > kafka.max_message_bytes {limit}: raise "
+             "the limit (and the broker's message.max.bytes) or lower source.max_chars")
+    return InvalidRecord(position=record.position, reason="oversize", error=error,
+                         raw=record.event.model_dump_json().encode(),
+                         key=record.event.model_id.encode())
 
 
 def _no_resume(topic: str, partition: int) -> int | None:
