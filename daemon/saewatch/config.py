@@ -211,8 +211,17 @@ class DiffSettings(_Section):
 
 
 class WebSettings(_Section):
+    """The HTTP port: metrics, API, report page. With a bearer token (inline or, for a mounted
+    secret, a file) every route but the probes needs it; with a certificate and key the port
+    speaks HTTPS only (TLS 1.2+), and with a client CA it asks for client certificates too (the
+    ``tls_server_config`` of Prometheus' ``--web.config.file``)."""
+
     listen_address: str = "127.0.0.1:9108"
     bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None  # surrounding whitespace (a trailing newline) is ignored
+    tls_cert_file: Path | None = None  # PEM certificate, or chain, of the server
+    tls_key_file: Path | None = None  # PEM private key of that certificate
+    tls_client_ca_file: Path | None = None  # PEM CA bundle: clients must present a cert it signed
     serve_snippets: bool = True
     top_k: int = Field(default=10, ge=1, le=50)  # hard cap 50: bounded metric cardinality
 
@@ -221,11 +230,37 @@ class WebSettings(_Section):
         host, _, port = self.listen_address.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
 
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def token(self) -> str:
+        """The bearer token ('' for none), read from ``bearer_token_file`` when that is set."""
+        if self.bearer_token_file is not None:
+            try:
+                return self.bearer_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"web.bearer_token_file: cannot read it ({exc})") from exc
+        return self.bearer_token.get_secret_value() if self.bearer_token else ""
+
     @model_validator(mode="after")
     def _check_address(self) -> WebSettings:
         host, _, port = self.listen_address.rpartition(":")
         if not port.isdigit() or not 0 <= int(port) < 65_536:
             raise ValueError(f"web.listen_address {self.listen_address!r}: expected HOST:PORT")
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("web.bearer_token and web.bearer_token_file: set one of them")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("web.tls_cert_file and web.tls_key_file: set both, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("web.tls_client_ca_file needs web.tls_cert_file and web.tls_key_file")
+        files = {"bearer_token_file": self.bearer_token_file, "tls_cert_file": self.tls_cert_file,
+                 "tls_key_file": self.tls_key_file, "tls_client_ca_file": self.tls_client_ca_file}
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"web.{name}: {path} is not a readable file")
+        if self.bearer_token_file is not None and not self.token():
+            raise ValueError(f"web.bearer_token_file: {self.bearer_token_file} is empty")
         return self
 
 

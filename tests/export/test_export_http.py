@@ -8,6 +8,7 @@ import json
 import socket
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -75,6 +76,28 @@ def test_bearer_token(exporter: ExporterFactory) -> None:
     doc = fetch(ex.url + "/api/openapi.json", good).json()
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert doc["paths"]["/-/healthy"]["get"]["security"] == []
+
+
+def test_every_route_but_the_probes_needs_the_token(exporter: ExporterFactory) -> None:
+    """Enumerates the route table, so a route added later cannot forget the token."""
+    ex = exporter(report=drift_report(), bearer_token=TOKEN)
+    routes = ex.server.router.routes
+    assert {r.name for r in routes if r.public} == {"healthy", "ready"}
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    for route in routes:
+        path = route.path.format(comparison_id=DRIFT_ID, feature="3", name="report.css")
+        anonymous, wrong = fetch(ex.url + path), fetch(ex.url + path, {"Authorization": "Bearer x"})
+        expected = 200 if route.public else 401
+        assert (route.name, anonymous.status, wrong.status) == (route.name, expected, expected)
+        assert fetch(ex.url + path, good).status not in (401, 403), route.name
+
+
+def test_the_token_can_come_from_a_file(exporter: ExporterFactory, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\n")  # as a mounted secret often ends
+    ex = exporter(report=drift_report(), bearer_token_file=secret)
+    assert fetch(ex.url + "/metrics").status == 401
+    assert fetch(ex.url + "/metrics", {"Authorization": f"Bearer {TOKEN}"}).status == 200
 
 
 def test_comparisons_list_filters_and_pages(drifting: Exporter) -> None:

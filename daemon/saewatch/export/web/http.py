@@ -2,9 +2,10 @@
 
 A stdlib :class:`~http.server.ThreadingHTTPServer` on its own daemon thread: requests only read
 the latest immutable report, the frozen state view published with it (for a few API routes) and
-the registry, so serving never blocks the consumer nor touches the GPU. With ``web.bearer_token`` set, every route
-except ``/-/healthy`` and ``/-/ready`` requires ``Authorization: Bearer <token>`` (compared in
-constant time).
+the registry, so serving never blocks the consumer nor touches the GPU. With ``web.bearer_token``
+(or ``web.bearer_token_file``) set, every route except ``/-/healthy`` and ``/-/ready`` requires
+``Authorization: Bearer <token>`` (compared in constant time); with ``web.tls_cert_file`` and
+``web.tls_key_file`` the port speaks HTTPS only (:mod:`.transport`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, Counter
@@ -32,68 +33,23 @@ from saewatch.export.web.openapi import build_openapi
 from saewatch.export.web.report import STATIC_FILES, render_report, static_file
 from saewatch.export.web.routing import Param, Request, Response, Route, Router
 from saewatch.export.web.schemas import Probe, Problem
+from saewatch.export.web.transport import (
+    REQUEST_TIMEOUT_S,
+    SHUTDOWN_POLL_S,
+    ThreadedServer,
+    tls_context,
+)
 
 logger = logging.getLogger(__name__)
 
 ReadinessProbe = Callable[[], tuple[bool, str]]  # e.g. saewatch.runtime.Readiness
 HTML = "text/html; charset=utf-8"
+MIN_GZIP_BYTES = 1024
 # Scripts and styles come from this server only; inline styles carry the bar widths.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
     "data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-# A client that sends nothing for this long is dropped, so slow clients cannot pin threads.
-REQUEST_TIMEOUT_S = 30.0
-MIN_GZIP_BYTES = 1024
-# serve_forever checks for shutdown this often; stop() waits at most this long for it.
-SHUTDOWN_POLL_S = 0.1
-# Requests served at once; scrapes and page views are few, a flood must not spawn threads.
-MAX_CONCURRENT_REQUESTS = 32
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def server_activate(self) -> None:
-        super().server_activate()
-        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
-        self._lock = threading.Lock()
-        self.connections: set[socket.socket] = set()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # Back-pressure instead of one thread per connection without limit: the accept loop
-        # waits for a free slot (slots free within REQUEST_TIMEOUT_S at worst).
-        self._slots.acquire()
-        with self._lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._lock:
-                self.connections.discard(request)
-            self._slots.release()
-
-    def close_connections(self) -> None:
-        """End every open keep-alive connection: shutting down the reading side lets a reply
-        being written finish, and the handler's next read sees the end of the stream. Without
-        this a stopped server went on answering on connections it had already accepted."""
-        with self._lock:
-            open_now = list(self.connections)
-        for connection in open_now:
-            try:
-                connection.shutdown(socket.SHUT_RD)
-            except OSError:  # closed by the client meanwhile
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver prints tracebacks to stderr; route them through logging instead.
-        logger.exception("unhandled error serving %s", client_address)
-
-
 class ExporterServer:
     """The exporter's HTTP server.
 
@@ -127,8 +83,9 @@ class ExporterServer:
         self.readiness = readiness or self._report_ready
         self.api = JsonApi(holder, web, state)
         self.router = Router(self._routes())
-        token = web.bearer_token.get_secret_value() if web.bearer_token else ""
+        token = web.token()
         self._token = token.encode()
+        self._tls = tls_context(web)
         self._openapi = json.dumps(build_openapi(self.router.routes, bool(token))).encode()
         self._requests = Counter(
             "http_requests",
@@ -139,7 +96,7 @@ class ExporterServer:
         )
         for route in self.router.routes:
             self._requests.labels(handler=route.name, code="200")
-        self._httpd: _Server | None = None
+        self._httpd: ThreadedServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -152,13 +109,16 @@ class ExporterServer:
         handler = type("SaewatchHandler", (_Handler,), {"exporter": self})
         server_cls = type(
             "SaewatchServer",
-            (_Server,),
+            (ThreadedServer,),
             {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
         )
         try:
             self._httpd = server_cls((host, port), handler)
         except OSError as exc:
             raise ServerStartError(f"cannot listen on {self.web.listen_address}: {exc}") from exc
+        if self._tls is not None:  # handshakes happen per connection, see transport.py
+            self._httpd.socket = self._tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             args=(SHUTDOWN_POLL_S,),
@@ -166,7 +126,7 @@ class ExporterServer:
             daemon=True,
         )
         self._thread.start()
-        logger.info("serving /metrics, API and report on http://%s:%d/", *self.address)
+        logger.info("serving /metrics, API and report on %s/", self.url)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting requests, end open connections and close the socket (idempotent)."""
@@ -191,7 +151,8 @@ class ExporterServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     def __enter__(self) -> ExporterServer:
         self.start()
@@ -352,6 +313,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(send_body=False)
 
     def _respond(self, send_body: bool) -> None:
+        server = cast(ThreadedServer, self.server)
+        with server.replying(self.connection) as closing:
+            self._reply(send_body, closing)
+
+    def _reply(self, send_body: bool, closing: bool) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         name, response = self.exporter.dispatch(self.path, headers)
         # Counted before the reply goes out: a client that reads /metrics right after its
@@ -368,6 +334,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Content-Type-Options", "nosniff")
         extra.setdefault("Cache-Control", "no-store")
+        if closing:  # the server is stopping: this is the connection's last reply
+            extra["Connection"] = "close"
         for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
