@@ -42,3 +42,17 @@ def test_status_line_shows_both_sides_as_they_grow() -> None:
     assert line.startswith("[   61s] [###.................]  80/600 events")
     assert "v1 41 / v2 39 responses" in line and line.endswith("waiting for both sides")
 
+
+
+def test_status_line_and_verdict_name_the_top_descriptor_finding() -> None:
+    from export.test_export_descriptors import HEADLINE, concise_report
+
+    from saewatch.demo import describe, status_line
+
+    report = concise_report()
+    result = report.comparisons[0]
+    line = status_line(30, 805, 805, report, result, 100)
+    assert line.endswith(f"drift: {HEADLINE}")
+    text = describe(result)
+    assert text.splitlines()[2] == f"    {HEADLINE}"
+    assert text.index("text descriptors") < text.index("more frequent in v2")

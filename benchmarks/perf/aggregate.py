@@ -13,7 +13,12 @@ Sections:
   the batch sizes of ``--also-batches`` (``throughput_by_batch``: per-batch overhead);
 * ``memory``: peak RSS of a fresh process after feeding N events (flat once the retrieval ring
   is full; everything else is bounded by d_sae, keys and windows);
-* ``diff``: ``compare`` time per comparison for d_sae 16,384 and 65,536.
+* ``diff``: ``compare`` time per comparison for d_sae 16,384 and 65,536;
+* ``descriptors``: text-descriptor cost on real AlpacaEval texts (claude-2.1's prompts and
+  responses, ~1,100 characters per response): extraction alone and the whole
+  ``DescriptorCounter.update`` (extraction, bucketing, cumulative and window histograms), µs per
+  event, beside the same run's ``MonitorState.update`` on synthetic codes (the ``throughput``
+  section's ``us_per_event["descriptors"]`` is measured on placeholder texts).
 
 Run::
 
@@ -44,6 +49,8 @@ import numpy as np  # noqa: E402
 from saewatch.config import DiffSettings, StateSettings  # noqa: E402
 from saewatch.diff.compare import compare  # noqa: E402
 from saewatch.models import ComparisonKey, FeatureBatch, FeatureCounts, LLMEvent, SparseCodes  # noqa: E402
+from saewatch.state.descriptor_counts import DescriptorCounter  # noqa: E402
+from saewatch.state.descriptors import extract_descriptors  # noqa: E402
 from saewatch.state.monitor import MonitorState  # noqa: E402
 from saewatch.state.testing import T0, random_codes  # noqa: E402
 
@@ -223,6 +230,46 @@ def diff_time(args: argparse.Namespace) -> dict:
     return out
 
 
+def descriptor_cost(args: argparse.Namespace) -> dict:
+    from saewatch.datasets import alpaca_events
+
+    events = alpaca_events("claude-2.1", model_id="bench")
+    real = [events[i : i + args.batch] for i in range(0, len(events) - args.batch + 1, args.batch)]
+    synthetic = make_batches(len(real), args.batch, args.d_sae, args.nnz, 3)
+    batches = [b.model_copy(update={"events": tuple(e)}) for b, e in zip(synthetic, real, strict=True)]
+    n = len(batches) * args.batch
+    # Past the clusters' warm-up (river learns from every event of the first 2,000): steady state.
+    warm = make_batches(StateSettings().cluster_warmup_events // args.batch + 2, args.batch,
+                        args.d_sae, args.nnz, 4)
+    extract, update, state_us = [], [], []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        for b in batches:
+            for field in ("prompt", "response"):
+                texts = [e.prompt if field == "prompt" else e.response for e in b.events]
+                extract_descriptors(texts, b.codes(field).n_tokens)
+        extract.append(1e6 * (time.perf_counter() - start) / n)
+        counter = DescriptorCounter(StateSettings().windows)
+        start = time.perf_counter()
+        for b in batches:
+            counter.update(b)
+        update.append(1e6 * (time.perf_counter() - start) / n)
+        state = MonitorState(StateSettings())
+        for b in warm:
+            state.update(b)
+        start = time.perf_counter()
+        for b in batches:
+            state.update(b)
+        state_us.append(1e6 * (time.perf_counter() - start) / n)
+    chars = float(np.mean([len(e.response) for e in events]))
+    return {"extract_us_per_event": round(statistics.median(extract), 2),
+            "update_us_per_event": round(statistics.median(update), 2),
+            "state_update_us_per_event": round(statistics.median(state_us), 2),
+            "share_of_state_update": round(statistics.median(update)
+                                           / statistics.median(state_us), 3),
+            "response_chars_mean": round(chars), "events": n}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--d-sae", type=int, default=4096)
@@ -247,7 +294,8 @@ def main() -> None:
     if args.memory_child:
         sys.stdout.write(json.dumps(memory_child(args)) + "\n")
         return
-    sections = {"throughput": throughput, "memory": memory, "diff": diff_time}
+    sections = {"throughput": throughput, "memory": memory, "diff": diff_time,
+                "descriptors": descriptor_cost}
     result = {"d_sae": args.d_sae, "nnz": args.nnz}
     for name in args.sections:
         logging.getLogger().info("running %s", name)

@@ -208,6 +208,10 @@ class DiffSettings(_Section):
     # Mixture s.d. of the frequency change: the size of change the alarm is most sensitive to
     # (SAE feature frequencies of real version pairs move by 0.1-0.4; docs/BENCHMARKS.md).
     msprt_tau: float = Field(default=0.2, gt=0, lt=1)
+    # Text descriptors (length, structure, script) share the verdict's always-valid family with
+    # the features (one Bonferroni over both, so the false-alarm rate stays <= alpha); off, they
+    # are still tested and reported (at alpha of their own) but never make the verdict drift.
+    descriptors_in_verdict: bool = True
 
 
 class WebSettings(_Section):

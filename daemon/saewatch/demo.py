@@ -167,13 +167,19 @@ def status_line(elapsed: float, handled: int, total: int, report: DriftReport | 
         verdict = f"insufficient_data (a verdict needs {min_documents} per side)"
     else:
         verdict = result.verdict
+        if result.headline:  # the finding a person reads first: a moved text descriptor
+            verdict += f": {result.headline}"
     return (f"[{elapsed:5.0f}s] [{bar}] {handled:3d}/{total} events  "
             f"v1 {v1} / v2 {v2} responses  {verdict}")
 
 
 def describe(result: ComparisonResult) -> str:
-    """The verdict and the top features each way, as the demo prints them."""
+    """The moved text descriptors, then the top features each way, as the demo prints them."""
     lines = [f"drift score {result.drift_score:.2f}, {result.n_significant} significant features"]
+    moved = result.moved_descriptors
+    if moved:  # descriptors first: "responses 58% shorter" is what a reader looks for
+        lines.append("  text descriptors that moved:")
+        lines += [f"    {d.text}" for d in moved[:5]]
     for title, deltas in (("more frequent in v2", result.top_up),
                           ("less frequent in v2", result.top_down)):
         lines.append(f"  {title}:")

@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 from saewatch.errors import SaewatchError
 from saewatch.models import (
     ClusterShare,
+    DescriptorStats,
     FeatureCounts,
     FeatureDetail,
     FeatureFrequency,
@@ -98,6 +99,9 @@ class StateView:
         The view takes ownership: their arrays are made read-only.
     clusters
         Cluster shares per version (``top_labels`` empty; :meth:`cluster_shares` labels them).
+    descriptor_stats
+        Text-descriptor histograms per (model_id, model_version, field, window), like
+        ``feature_counts`` (arrays made read-only); empty for states without descriptors.
     examples_per_feature
         Examples a feature's detail shows.
     example_source, retrieval_source, neighbour_source
@@ -136,15 +140,17 @@ class StateView:
     # Left out of repr: d_sae-long arrays and whole rings would bury the versions.
     feature_counts: tuple[FeatureCounts, ...] = field(default=(), repr=False)
     clusters: tuple[ClusterShare, ...] = field(default=(), repr=False)
+    descriptor_stats: tuple[DescriptorStats, ...] = field(default=(), repr=False)
     examples_per_feature: int = DEFAULT_EXAMPLES
     example_source: ExampleSource | None = field(default=None, repr=False)
     retrieval_source: RetrievalSource | None = field(default=None, repr=False)
     neighbour_source: NeighbourSource | None = field(default=None, repr=False)
     _index: Mapping[CountsKey, FeatureCounts] = field(init=False, repr=False)
+    _descriptor_index: Mapping[CountsKey, DescriptorStats] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience; tuples make the fields themselves immutable.
-        for name in ("windows", "versions", "feature_counts", "clusters"):
+        for name in ("windows", "versions", "feature_counts", "clusters", "descriptor_stats"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         index: dict[CountsKey, FeatureCounts] = {}
         for c in self.feature_counts:
@@ -154,6 +160,12 @@ class StateView:
             c.activation_sum.flags.writeable = False
             index[(c.model_id, c.model_version, c.field, c.window)] = c
         object.__setattr__(self, "_index", index)
+        described: dict[CountsKey, DescriptorStats] = {}
+        for d in self.descriptor_stats:
+            d.hist.flags.writeable = False
+            d.sums.flags.writeable = False
+            described[(d.model_id, d.model_version, d.field, d.window)] = d
+        object.__setattr__(self, "_descriptor_index", described)
 
     # --- what diff reads ------------------------------------------------------------------------
 
@@ -175,6 +187,13 @@ class StateView:
             raise UnknownCountsError(f"no documents for {model_id}/{model_version}/{field} "
                                      f"(window {window!r}); see versions")
         return found
+
+    def descriptors(
+        self, model_id: str, model_version: str, field: TextField, window: WindowName = "all"
+    ) -> DescriptorStats | None:
+        """The text-descriptor histograms of one key and window; ``None`` where the view has
+        none (a state from before descriptors, or a hand-built view)."""
+        return self._descriptor_index.get((model_id, model_version, field, window))
 
     def examples(
         self, feature: int, model_id: str, model_version: str, field: TextField,

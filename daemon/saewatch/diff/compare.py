@@ -2,8 +2,10 @@
 
 Verdict rules, in order: fewer than ``min_documents`` on either side gives ``insufficient_data``
 (with a message saying how many are missing); otherwise ``drift`` exactly when the always-valid
-sequential test has alarmed (``sequential_alarm``; false-alarm rate ≤ ``alpha`` over the whole
-stream), else ``no_drift``. The fixed-time Benjamini–Hochberg q-values pick and rank the features
+sequential test has alarmed (``sequential_alarm``, the features; false-alarm rate ≤ ``alpha``
+over the whole stream) or, with ``descriptors_in_verdict``, a text descriptor moved (the same
+family and level: ``saewatch.diff.descriptors``), else ``no_drift``. ``drift_score`` stays a
+feature quantity, so a verdict driven by descriptors alone can carry a score of 0. The fixed-time Benjamini–Hochberg q-values pick and rank the features
 shown (``n_significant``, ``top_up``/``top_down``, ranked by the smoothed log-odds ratio).
 
 ``drift_score`` is the summed absolute change in document frequency over the features whose
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from saewatch.config import DiffSettings
+from saewatch.diff.descriptors import DESCRIPTOR_TESTS, compare_descriptors
 from saewatch.diff.divergence import js_divergence, null_divergence
 from saewatch.diff.exceptions import CountsMismatchError
 from saewatch.diff.sequential import sequential_alarms
@@ -30,6 +33,8 @@ from saewatch.diff.stats import FeatureTests, feature_tests
 from saewatch.models import (
     ComparisonKey,
     ComparisonResult,
+    DescriptorFinding,
+    DescriptorStats,
     FeatureCounts,
     FeatureDelta,
     Snippet,
@@ -47,11 +52,14 @@ def compare(
     labels: Mapping[int, str] | None = None,
     examples: ExampleSource | None = None,
     now: datetime | None = None,
+    descriptors: tuple[DescriptorStats, DescriptorStats] | None = None,
 ) -> ComparisonResult:
-    """Compare ``candidate`` with ``baseline`` feature by feature.
+    """Compare ``candidate`` with ``baseline`` feature by feature, and descriptor by descriptor.
 
     ``examples`` (a :class:`~saewatch.views.StateView`, say) illustrates the top features with
-    ``settings.examples_per_side`` snippets of each side.
+    ``settings.examples_per_side`` snippets of each side. ``descriptors`` are the two sides'
+    text-descriptor histograms; with ``settings.descriptors_in_verdict`` they join the features
+    in one always-valid family (``saewatch.diff.descriptors`` argues the guarantee).
 
     Examples
     --------
@@ -80,7 +88,11 @@ def compare(
         )
     a, b = baseline.fired, candidate.fired
     tests = feature_tests(a, n_a, b, n_b, settings.exact_below)
-    alarms = sequential_alarms(a, n_a, b, n_b, settings.alpha, settings.msprt_tau)
+    shared = descriptors is not None and settings.descriptors_in_verdict
+    family = len(a) + (DESCRIPTOR_TESTS if shared else 0)
+    alarms = sequential_alarms(a, n_a, b, n_b, settings.alpha, settings.msprt_tau, family)
+    found = _descriptor_findings(key, descriptors, settings, family if shared else None)
+    moved = sum(f.moved for f in found)
     significant = tests.q_value < settings.q_level
     divergence = js_divergence(a, b)
     expected = null_divergence(a, n_a, b, n_b)
@@ -89,15 +101,28 @@ def compare(
                        for j in tops[d]) for d in tops}
     return ComparisonResult(
         key=key, n_baseline=n_a, n_candidate=n_b,
-        verdict="drift" if alarms.any() else "no_drift",
-        message=(f"{int(alarms.sum())} feature(s) alarmed (always-valid, alpha="
-                 f"{settings.alpha}); JS divergence {divergence:.4f} vs {expected:.4f} expected "
-                 "for two samples of one source"),
+        verdict="drift" if alarms.any() or (shared and moved) else "no_drift",
+        message=(f"{int(alarms.sum())} feature(s) alarmed"
+                 + (f", {moved} text descriptor(s) moved" if descriptors is not None else "")
+                 + (" (descriptors reported, not in the verdict)"
+                    if descriptors is not None and not shared else "")
+                 + f" (always-valid, alpha={settings.alpha}); JS divergence {divergence:.4f} vs "
+                 f"{expected:.4f} expected for two samples of one source"),
         drift_score=float(np.abs(tests.freq_b - tests.freq_a)[alarms].sum()),
         divergence=divergence, n_significant=int(significant.sum()),
         sequential_alarm=bool(alarms.any()),
-        top_up=deltas["up"], top_down=deltas["down"], computed_at=now,
+        top_up=deltas["up"], top_down=deltas["down"], descriptors=found, computed_at=now,
     )
+
+
+def _descriptor_findings(
+    key: ComparisonKey, descriptors: tuple[DescriptorStats, DescriptorStats] | None,
+    settings: DiffSettings, family: int | None,
+) -> tuple[DescriptorFinding, ...]:
+    if descriptors is None or min(d.n_documents for d in descriptors) == 0:
+        return ()
+    return compare_descriptors(descriptors[0], descriptors[1], key.field, settings.alpha,
+                               settings.msprt_tau, family or DESCRIPTOR_TESTS)
 
 
 def _top(direction: str, tests: FeatureTests, significant: np.ndarray, k: int) -> np.ndarray:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from saewatch.config import DiffSettings
-from saewatch.models import ComparisonKey, FeatureCounts, VersionCount
+from saewatch.diff.descriptors import subtract
+from saewatch.models import ComparisonKey, DescriptorStats, FeatureCounts, VersionCount
 from saewatch.views import StateView
 
 logger = logging.getLogger(__name__)
@@ -91,3 +92,20 @@ def resolve_counts(key: ComparisonKey, view: StateView) -> tuple[FeatureCounts, 
         activation_sum=total.activation_sum - recent.activation_sum,
     )
     return before, recent
+
+
+def resolve_descriptors(
+    key: ComparisonKey, view: StateView
+) -> tuple[DescriptorStats, DescriptorStats] | None:
+    """Baseline and candidate descriptor histograms of ``key`` (disjoint, as for the counts);
+    ``None`` when the view lacks either side (no descriptors yet, or an older state)."""
+    if key.kind != "window":
+        base = view.descriptors(key.model_id, key.baseline, key.field, "all")
+        cand = view.descriptors(key.model_id, key.candidate, key.field, "all")
+        return None if base is None or cand is None else (base, cand)
+    version, _, window = key.candidate.rpartition(WINDOW_SEPARATOR)
+    total = view.descriptors(key.model_id, version, key.field, "all")
+    recent = view.descriptors(key.model_id, version, key.field, window)
+    if total is None or recent is None:
+        return None
+    return subtract(total, recent, f"before-{window}"), recent

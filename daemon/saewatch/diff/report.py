@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 from saewatch.config import DiffSettings
 from saewatch.diff.compare import compare
-from saewatch.diff.plan import plan_comparisons, resolve_counts
+from saewatch.diff.descriptors import summaries
+from saewatch.diff.plan import plan_comparisons, resolve_counts, resolve_descriptors
 from saewatch.errors import SaewatchError
 from saewatch.models import ComparisonResult, DriftReport
 from saewatch.views import StateView
@@ -59,6 +60,8 @@ def build_report(
                                             verdict="insufficient_data", message=str(exc),
                                             computed_at=now))
             continue
-        results.append(compare(key, baseline, candidate, settings, labels, view, now))
+        results.append(compare(key, baseline, candidate, settings, labels, view, now,
+                               resolve_descriptors(key, view)))
     return DriftReport(generated_at=now, comparisons=tuple(results), versions=view.versions,
-                       clusters=tuple(view.cluster_shares(labels)))
+                       clusters=tuple(view.cluster_shares(labels)),
+                       descriptors=summaries(view, view.versions))

@@ -64,7 +64,13 @@ def alarm_threshold(alpha: float, n_features: int) -> float:
 
 
 def sequential_alarms(
-    a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, alpha: float, tau: float = 0.2
+    a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, alpha: float, tau: float = 0.2,
+    n_tests: int | None = None,
 ) -> np.ndarray:
-    """Boolean mask of the features whose always-valid test has rejected at family level α."""
-    return msprt_log_evidence(a, n_a, b, n_b, tau) >= alarm_threshold(alpha, len(a))
+    """Boolean mask of the features whose always-valid test has rejected at family level α.
+
+    ``n_tests`` is the size of the Bonferroni family (default: these features alone); a larger
+    one shares α with other tests, such as the text descriptors'.
+    """
+    family = len(a) if n_tests is None else n_tests
+    return msprt_log_evidence(a, n_a, b, n_b, tau) >= alarm_threshold(alpha, family)

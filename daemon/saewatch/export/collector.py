@@ -2,8 +2,9 @@
 
 Every family is rebuilt from the immutable report at scrape time (client_python's custom-collector
 pattern), so a scrape never blocks the consumer nor touches the GPU. Series are per comparison,
-per top-K rank (K at most :data:`TOP_K_HARD_CAP`), per capped cluster and per version; never one
-series per SAE feature: feature ids only appear as label values of the top-K ``_info`` series.
+per top-K rank (K at most :data:`TOP_K_HARD_CAP`), per capped cluster, per version, and per text
+descriptor (a fixed list of 11, ``saewatch.models.DESCRIPTORS``); never one series per SAE
+feature: feature ids only appear as label values of the top-K ``_info`` series.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from saewatch.export.base import ReportHolder
-from saewatch.models import ClusterShare, ComparisonResult, DriftReport, FeatureDelta, Verdict
+from saewatch.models import (
+    ClusterShare,
+    ComparisonResult,
+    DescriptorFinding,
+    DriftReport,
+    FeatureDelta,
+    Verdict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +116,8 @@ class DriftReportCollector(Collector):
         families.add("report_comparisons", [], float(len(report.comparisons)))
         for result in report.comparisons:
             families.add_comparison(result)
+            for finding in result.descriptors:
+                families.add_descriptor_finding(result, finding)
             for direction, deltas in (("up", result.top_up), ("down", result.top_down)):
                 for rank, delta in enumerate(deltas[: self.top_k], start=1):
                     families.add_feature(result, direction, rank, delta)
@@ -118,6 +128,11 @@ class DriftReportCollector(Collector):
                 families.add("version_first_seen", labels, version.first_seen.timestamp())
             if version.last_seen is not None:
                 families.add("version_last_seen", labels, version.last_seen.timestamp())
+        for d in report.descriptors:
+            labels = [d.model_id, d.model_version, d.field, d.descriptor]
+            families.add("descriptor_median", labels, d.median)
+            families.add("descriptor_mean", labels, d.mean)
+            families.add("descriptor_present", labels, d.present_share)
         for labels, share, documents in capped_clusters(report.clusters, self.max_clusters):
             families.add("cluster_share", labels, share)
             families.add("cluster_documents", labels, float(documents))
@@ -159,6 +174,7 @@ def capped_clusters(
 _CMP = COMPARISON_LABELS
 _VERSION = ("model_id", "model_version", "field")
 _CLUSTER = ("model_id", "model_version", "cluster")
+_DESCRIPTOR = (*_VERSION, "descriptor")
 # key -> (type, name without the saewatch_ prefix, help, label names). One entry per family keeps
 # names, help texts and label sets in one place; describe() and collect() both build from it.
 FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
@@ -261,6 +277,44 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
         "Share of a version's documents in a streaming cluster (capped ids, rest is other)",
         _CLUSTER,
     ),
+    "descriptor_median": (
+        "gauge",
+        "descriptor_median",
+        "Median of a text descriptor (words, characters, list items...) over a version's "
+        "documents (from fixed histogram buckets)",
+        _DESCRIPTOR,
+    ),
+    "descriptor_mean": (
+        "gauge",
+        "descriptor_mean",
+        "Mean of a text descriptor over a version's documents",
+        _DESCRIPTOR,
+    ),
+    "descriptor_present": (
+        "gauge",
+        "descriptor_present_ratio",
+        "Share of a version's documents where a text descriptor is above zero",
+        _DESCRIPTOR,
+    ),
+    "descriptor_moved": (
+        "gauge",
+        "comparison_descriptor_moved",
+        "1 when the always-valid test of a text descriptor has alarmed",
+        (*_CMP, "descriptor"),
+    ),
+    "descriptor_effect": (
+        "gauge",
+        "comparison_descriptor_effect",
+        "Signed largest gap between the sides' shares of documents above a descriptor bucket "
+        "edge (> 0: candidate larger)",
+        (*_CMP, "descriptor"),
+    ),
+    "descriptor_change": (
+        "gauge",
+        "comparison_descriptor_change_ratio",
+        "Candidate / baseline - 1 of the descriptor's quoted statistic (median, mean or share)",
+        (*_CMP, "descriptor"),
+    ),
     "cluster_documents": (
         "gauge",
         "cluster_documents",
@@ -300,6 +354,13 @@ class _Families:
         self.add("documents", [*values, "baseline"], float(result.n_baseline))
         self.add("documents", [*values, "candidate"], float(result.n_candidate))
         self.add("computed", values, result.computed_at.timestamp())
+
+    def add_descriptor_finding(self, result: ComparisonResult, finding: DescriptorFinding) -> None:
+        values = [*_comparison_values(result), finding.descriptor]
+        self.add("descriptor_moved", values, 1.0 if finding.moved else 0.0)
+        self.add("descriptor_effect", values, finding.effect)
+        if finding.relative_change is not None:
+            self.add("descriptor_change", values, finding.relative_change)
 
     def add_feature(
         self, result: ComparisonResult, direction: str, rank: int, delta: FeatureDelta

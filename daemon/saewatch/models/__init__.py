@@ -16,6 +16,16 @@ from saewatch.models.codes import (
     FeatureBatch,
     SparseCodes,
 )
+from saewatch.models.descriptors import (
+    DESCRIPTOR_NAMES,
+    DESCRIPTORS,
+    N_BINS,
+    N_DESCRIPTORS,
+    DescriptorFinding,
+    DescriptorSpec,
+    DescriptorStats,
+    DescriptorSummary,
+)
 from saewatch.models.events import (
     MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_CHARS,
@@ -59,6 +69,14 @@ from saewatch.models.reports import (
 )
 
 __all__ = [
+    "DESCRIPTORS",
+    "DESCRIPTOR_NAMES",
+    "DescriptorFinding",
+    "DescriptorSpec",
+    "DescriptorStats",
+    "DescriptorSummary",
+    "N_BINS",
+    "N_DESCRIPTORS",
     "ClusterShare",
     "ComparisonKey",
     "ComparisonKind",

@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
 )
 
+from saewatch.models.descriptors import DescriptorFinding, DescriptorSummary
 from saewatch.models.events import (
     TextField,
 )
@@ -85,7 +86,19 @@ class ComparisonResult(BaseModel):
     sequential_alarm: bool = False  # always-valid test over the whole stream has rejected
     top_up: tuple[FeatureDelta, ...] = ()
     top_down: tuple[FeatureDelta, ...] = ()
+    # Every text descriptor, moved ones first (largest effect first): read before the features.
+    descriptors: tuple[DescriptorFinding, ...] = ()
     computed_at: datetime
+
+    @property
+    def moved_descriptors(self) -> tuple[DescriptorFinding, ...]:
+        return tuple(d for d in self.descriptors if d.moved)
+
+    @property
+    def headline(self) -> str | None:
+        """The first finding in words: the strongest moved descriptor, if any."""
+        moved = self.moved_descriptors
+        return moved[0].text if moved else None
 
 
 class VersionCount(BaseModel):
@@ -120,6 +133,7 @@ class DriftReport(BaseModel):
     comparisons: tuple[ComparisonResult, ...] = ()
     versions: tuple[VersionCount, ...] = ()
     clusters: tuple[ClusterShare, ...] = ()
+    descriptors: tuple[DescriptorSummary, ...] = ()  # per version and field, everything seen
 
 
 __all__ = ["ComparisonKind", "ComparisonKey", "Snippet", "FeatureDelta", "Verdict", "ComparisonResult", "VersionCount", "ClusterShare", "DriftReport"]

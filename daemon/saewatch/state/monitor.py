@@ -33,6 +33,7 @@ from saewatch.state.clusters import StreamingClusters
 from saewatch.state.cooccurrence import CooccurrenceCounter
 from saewatch.state.counts import FeatureCounter
 from saewatch.state.dedup import RecentEvents
+from saewatch.state.descriptor_counts import DescriptorCounter
 from saewatch.state.examples import ExampleReservoirs
 from saewatch.state.exceptions import (
     EncoderMismatchError,
@@ -49,7 +50,10 @@ from saewatch.views import StateView
 logger = logging.getLogger(__name__)
 
 # "seen" comes first: it drops events already counted before any other part sees them.
-COMPONENTS = ("seen", "counts", "windows", "cooccurrence", "clusters", "retrieval", "examples")
+COMPONENTS = ("seen", "counts", "windows", "cooccurrence", "clusters", "retrieval", "examples",
+              "descriptors")
+# Components a snapshot may lack: written before they existed, they restore empty.
+ADDED_LATER = frozenset({"descriptors"})
 
 
 class MonitorState(StateComponent):
@@ -110,6 +114,7 @@ class MonitorState(StateComponent):
                                         s.store_snippets, s.snippet_chars),
             "examples": ExampleReservoirs(d_sae, s.examples_per_feature, s.store_snippets,
                                           s.snippet_chars),
+            "descriptors": DescriptorCounter(s.windows),
         }
 
     def _bind(self, encoder_id: str, d_sae: int, what: str) -> None:
@@ -171,7 +176,12 @@ class MonitorState(StateComponent):
                 self.encoder_id = snapshot["encoder_id"]
                 self._build(int(snapshot["d_sae"]))
                 for name in COMPONENTS:
-                    self._parts[name].restore(snapshot[name])
+                    if name in snapshot:
+                        self._parts[name].restore(snapshot[name])
+                    elif name in ADDED_LATER:
+                        logger.info("snapshot has no %s (older format): they start empty", name)
+                    else:
+                        raise KeyError(f"snapshot lacks the state component {name!r}")
             self._tally = tally
 
     def merge(self, other: Self) -> None:

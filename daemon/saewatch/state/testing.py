@@ -30,8 +30,11 @@ def make_batch(
     metadata: Sequence[dict[str, str]] | None = None,
     encoder_id: str = "test-encoder",
     start: int = 0,
+    texts: Sequence[str] | None = None,
+    prompt_texts: Sequence[str] | None = None,
 ) -> FeatureBatch:
-    """A batch whose response codes are ``rows`` (feature ids) and prompt codes ``prompt_rows``."""
+    """A batch whose response codes are ``rows`` (feature ids) and prompt codes ``prompt_rows``;
+    ``texts``/``prompt_texts`` replace the placeholder response/prompt texts."""
     n = len(rows)
     vals = values or [[1.0] * len(r) for r in rows]
     prompts = prompt_rows or [[] for _ in rows]
@@ -41,8 +44,8 @@ def make_batch(
             timestamp=times[i] if times else T0 + timedelta(seconds=start + i),
             model_id=model_id,
             model_version=version,
-            prompt=f"prompt {start + i}",
-            response=f"response {start + i}",
+            prompt=prompt_texts[i] if prompt_texts else f"prompt {start + i}",
+            response=texts[i] if texts else f"response {start + i}",
             metadata=metadata[i] if metadata else {},
         )
         for i in range(n)

@@ -9,7 +9,8 @@ while it copies. What is copied, and why that is enough:
   shallow copy of the text table (its entries are never changed);
 * retrieval: the ring's arrays and lists (overwritten in place); the posting chunks are shared;
 * NPMI neighbours: a detached copy of the co-occurrence counts (a few ``top_n**2`` matrices);
-* clusters: their shares, computed now (labels are attached later, by whoever has them).
+* clusters: their shares, computed now (labels are attached later, by whoever has them);
+* descriptors: one :class:`DescriptorStats` per key and window (fresh arrays, ~11 KiB each).
 
 Memory is bounded like the state's own: a few arrays of ``d_sae`` per key and window, the
 reservoirs, one ring and the co-occurrence matrices.
@@ -23,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from saewatch.config import StateSettings
-from saewatch.models import FeatureCounts, NpmiNeighbour
+from saewatch.models import DescriptorStats, FeatureCounts, NpmiNeighbour
 from saewatch.state.cooccurrence import CooccurrenceCounter
 from saewatch.state.neighbours import feature_neighbours
 from saewatch.views import StateView
@@ -64,16 +65,24 @@ def build_view(
     counter, windowed = parts["counts"], parts["windows"]
     versions = counter.version_counts()
     table: list[FeatureCounts] = []
+    described: list[DescriptorStats] = []
+    descriptors = parts.get("descriptors")
+    # A key counted before descriptors existed (an older snapshot) may have none yet.
+    described_keys = set(descriptors.keys()) if descriptors is not None else set()
     for v in versions:
         table.append(counter.counts(v.model_id, v.model_version, v.field))
         table += [windowed.counts(v.model_id, v.model_version, v.field, w)
                   for w in windows if w != "all"]
+        if descriptors is not None and (v.model_id, v.model_version, v.field) in described_keys:
+            described += [descriptors.stats(v.model_id, v.model_version, v.field, w)
+                          for w in windows]
     return StateView(
         taken_at=taken_at,
         windows=tuple(windows),
         versions=tuple(versions),
         feature_counts=tuple(table),
         clusters=tuple(parts["clusters"].cluster_shares()),
+        descriptor_stats=tuple(described),
         examples_per_feature=settings.examples_per_feature,
         example_source=parts["examples"].frozen(),
         retrieval_source=parts["retrieval"].frozen(),

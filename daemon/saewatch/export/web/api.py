@@ -211,6 +211,7 @@ class JsonApi:
         return self.json_response(
             ComparisonDiff(
                 comparison=ComparisonSummary.of(result),
+                descriptors=list(result.descriptors),
                 direction=direction,
                 total=len(ranked),
                 offset=offset,
@@ -309,8 +310,8 @@ class JsonApi:
             Route(
                 "comparison",
                 "/api/v1/comparisons/{comparison_id}",
-                "One comparison: statistics, a page of top features with labels and examples, "
-                "drift score history",
+                "One comparison: statistics, text descriptors (moved first, in words), a page "
+                "of top features with labels and examples, drift score history",
                 self.comparison,
                 schema=ComparisonDiff,
                 params=(_COMPARISON_ID, _DIRECTION, _OFFSET, _page_limit(20, MAX_FEATURE_PAGE)),

@@ -21,6 +21,7 @@ from saewatch.models import (
     ClusterShare,
     ComparisonKey,
     ComparisonResult,
+    DescriptorFinding,
     DriftReport,
     FeatureDelta,
     Snippet,
@@ -107,6 +108,40 @@ def _feature_table(
     )
 
 
+def _descriptor_value(d: DescriptorFinding, value: float) -> str:
+    if d.statistic == "median":
+        return f"median {value:,.0f}" if value >= 10 else f"median {value:.1f}"
+    return f"{'mean' if d.statistic == 'mean' else 'with one'} {100 * value:.1f}%"
+
+
+def _descriptors(findings: Sequence[DescriptorFinding]) -> str:
+    """Moved descriptors in words (the first findings a reader sees), then all in a table."""
+    if not findings:
+        return ""
+    moved = [d for d in findings if d.moved]
+    said = (
+        '<ol class="findings">'
+        + "".join(f'<li class="{escape(d.direction)}">{escape(d.text)}</li>' for d in moved)
+        + "</ol>"
+        if moved
+        else '<p class="muted">No text descriptor moved (always-valid test).</p>'
+    )
+    rows = "".join(
+        f'<tr class="{"moved" if d.moved else ""}"><td>{escape(d.descriptor)}</td>'
+        f"<td>{escape(_descriptor_value(d, d.baseline))}</td>"
+        f"<td>{escape(_descriptor_value(d, d.candidate))}</td>"
+        f'<td class="num">{d.effect:+.2f}</td><td>{"moved" if d.moved else ""}</td></tr>'
+        for d in findings
+    )
+    return (
+        '<div class="descriptors"><h3>Text descriptors</h3>'
+        f"{said}<details><summary>all descriptors</summary><table class=\"plain\"><thead><tr>"
+        "<th>descriptor</th><th>baseline</th><th>candidate</th>"
+        '<th title="largest gap between the sides\' shares above a bucket edge">effect</th>'
+        f"<th></th></tr></thead><tbody>{rows}</tbody></table></details></div>"
+    )
+
+
 def _stats(result: ComparisonResult) -> str:
     items = [
         ("drift score", f"{result.drift_score:.2f}"),
@@ -136,6 +171,7 @@ def _comparison(result: ComparisonResult, history: History, show_snippets: bool)
         f'<span class="computed">computed {_time(result.computed_at)}</span></header>{message}'
         f'<div class="summary">{_stats(result)}<figure class="trend">'
         f"{sparkline(history(key))}<figcaption>drift score over time</figcaption></figure></div>"
+        f"{_descriptors(result.descriptors)}"
         f'<div class="feature-tables">'
         f"{_feature_table('More frequent in ' + key.candidate, result.top_up, key, show_snippets)}"
         f"{_feature_table('Less frequent in ' + key.candidate, result.top_down, key, show_snippets)}"
@@ -182,11 +218,15 @@ def _clusters(clusters: Sequence[ClusterShare]) -> str:
     )
 
 
+def _headline(result: ComparisonResult) -> str:
+    return f' <span class="headline">{escape(result.headline)}</span>' if result.headline else ""
+
+
 def _nav(report: DriftReport) -> str:
     links = "".join(
         f'<li data-verdict="{escape(r.verdict)}">{_badge(r.verdict)} <a href="#c-'
         f'{comparison_id(r.key)}">{escape(r.key.slug)}</a> <span class="muted">'
-        f"{escape(r.key.kind)}</span></li>"
+        f"{escape(r.key.kind)}</span>{_headline(r)}</li>"
         for r in report.comparisons
     )
     filters = "".join(

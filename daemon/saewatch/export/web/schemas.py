@@ -15,6 +15,7 @@ from saewatch.models import (
     ClusterShare,
     ComparisonKey,
     ComparisonResult,
+    DescriptorFinding,
     FeatureDelta,
     RetrievalHit,
     Snippet,
@@ -73,6 +74,9 @@ class ComparisonSummary(_Out):
     key: ComparisonKey
     verdict: Verdict
     message: str
+    headline: str | None = Field(
+        default=None, description="The first finding in words: the strongest moved text "
+        "descriptor ('responses 58% shorter: median 195 -> 82 words'), if any.")
     drift_score: float
     divergence: float
     n_significant: int
@@ -89,6 +93,7 @@ class ComparisonSummary(_Out):
             key=result.key,
             verdict=result.verdict,
             message=result.message,
+            headline=result.headline,
             drift_score=result.drift_score,
             divergence=result.divergence,
             n_significant=result.n_significant,
@@ -116,9 +121,13 @@ class RankedFeature(_Out):
 
 
 class ComparisonDiff(Page):
-    """One comparison's statistics and a page of its top features (up first, then down)."""
+    """One comparison's statistics, its text descriptors and a page of its top features (up
+    first, then down)."""
 
     comparison: ComparisonSummary
+    descriptors: list[DescriptorFinding] = Field(
+        description="Every text descriptor (length, structure, script), moved ones first; "
+        "read them before the features.")
     direction: Literal["up", "down", "both"]
     features: list[RankedFeature]
     history: list[HistoryPointOut] = Field(description="Drift score over time, oldest first.")
