@@ -143,3 +143,58 @@ def test_password_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "pw-from-env" not in repr(s) and "pw-from-env" not in s.model_dump_json()
     with pytest.raises(ConfigError, match="not both"):
         load_settings(None, kafka={"sasl_password": "a", "sasl_password_file": __file__})
+
+
+def _pem(tmp_path: Path, name: str, text: str = "x\n") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kafka", "fragment"),
+    [
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"},
+         "needs kafka.sasl_username (SAEWATCH_KAFKA__SASL_USERNAME)"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u"},
+         "needs a password: kafka.sasl_password (SAEWATCH_KAFKA__SASL_PASSWORD) or "
+         "kafka.sasl_password_file"),
+        ({"security_protocol": "SSL", "ssl_keyfile": "KEY"}, "set kafka.ssl_certfile too"),
+        ({"security_protocol": "SSL", "ssl_password": "pw"}, "set kafka.ssl_certfile too"),
+        ({"ssl_certfile": "CERT", "ssl_password": "a", "ssl_password_file": "KEY"},
+         "set kafka.ssl_password or kafka.ssl_password_file, not both"),
+    ],
+)
+def test_security_settings_that_cannot_connect_are_refused(
+    tmp_path: Path, kafka: dict[str, str], fragment: str
+) -> None:
+    files = {"KEY": str(_pem(tmp_path, "key.pem")), "CERT": str(_pem(tmp_path, "cert.pem"))}
+    kafka = {k: files.get(v, v) for k, v in kafka.items()}
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, kafka=kafka)
+    assert fragment in str(info.value)
+
+
+def test_empty_password_file_is_named(tmp_path: Path) -> None:
+    empty = _pem(tmp_path, "password", "\n")
+    with pytest.raises(ConfigError, match=f"needs a password: .*\\({empty} is empty\\)"):
+        load_settings(None, kafka={"security_protocol": "SASL_SSL", "sasl_username": "u",
+                                   "sasl_mechanism": "SCRAM-SHA-256", "sasl_password_file": empty})
+
+
+def test_key_password_from_file_or_environment_is_passed_and_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = _pem(tmp_path, "client.pem"), _pem(tmp_path, "client.key")
+    key_password = _pem(tmp_path, "key-password", "k3y-s3cret\n")
+    kafka = {"security_protocol": "SSL", "ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    s = load_settings(None, kafka=kafka | {"ssl_password_file": str(key_password)})
+    opts = client_options(s.kafka)
+    assert (opts["ssl_certfile"], opts["ssl_keyfile"]) == (str(cert), str(key))
+    assert opts["ssl_password"] == "k3y-s3cret"  # read from the file, newline stripped
+    assert redact(opts)["ssl_password"] == "***"
+    monkeypatch.setenv("SAEWATCH_KAFKA__SSL_PASSWORD", "k3y-from-env")
+    s = load_settings(None, kafka=kafka)
+    assert client_options(s.kafka)["ssl_password"] == "k3y-from-env"
+    assert "k3y-from-env" not in repr(s) and "k3y-from-env" not in s.model_dump_json()
+    assert "k3y-from-env" not in repr(redact(consumer_options(s.kafka, 8)))

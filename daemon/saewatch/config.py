@@ -42,8 +42,10 @@ class KafkaSettings(_Section):
     sasl_password: SecretStr | None = None
     sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    ssl_certfile: Path | None = None  # a client certificate (mutual TLS), PEM
+    ssl_keyfile: Path | None = None  # its private key, PEM (default: inside ssl_certfile)
+    ssl_password: SecretStr | None = None  # the password of an encrypted private key
+    ssl_password_file: Path | None = None
     max_poll_records: int = Field(default=128, ge=1, le=10_000)
     # Encoding a batch on CPU can take tens of seconds; the poll interval must exceed it.
     max_poll_interval_ms: int = Field(default=600_000, ge=10_000)
@@ -63,18 +65,53 @@ class KafkaSettings(_Section):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs kafka.sasl_mechanism"
             )
-        if self.sasl_password is not None and self.sasl_password_file is not None:
-            raise ValueError("set kafka.sasl_password or kafka.sasl_password_file, not both")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
+        for secret in ("sasl_password", "ssl_password"):
+            if getattr(self, secret) is not None and getattr(self, f"{secret}_file") is not None:
+                raise ValueError(f"set kafka.{secret} or kafka.{secret}_file, not both")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file",
+                     "ssl_password_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"kafka.{name}: file {path} does not exist")
+        if (self.ssl_keyfile is not None or self.key_password() is not None) and (
+            self.ssl_certfile is None
+        ):
+            raise ValueError("kafka.ssl_keyfile and kafka.ssl_password belong to a client "
+                             "certificate: set kafka.ssl_certfile too")
+        self._check_credentials()
         return self
 
+    def _check_credentials(self) -> None:
+        # kafka-python would fail on its IO thread, or log in with an empty password.
+        if not self.security_protocol.startswith("SASL") or self.sasl_mechanism == "OAUTHBEARER":
+            return
+        if not self.sasl_username:
+            raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs kafka.sasl_username "
+                             "(SAEWATCH_KAFKA__SASL_USERNAME)")
+        if not self.password():
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs a password: kafka.sasl_password "
+                "(SAEWATCH_KAFKA__SASL_PASSWORD) or kafka.sasl_password_file"
+                + (f" ({self.sasl_password_file} is empty)" if self.sasl_password_file else "")
+            )
+
     def password(self) -> str | None:
-        if self.sasl_password_file is not None:
-            return Path(self.sasl_password_file).read_text().strip()
-        return self.sasl_password.get_secret_value() if self.sasl_password else None
+        """The SASL password, from ``sasl_password_file`` (re-read each call) or the setting."""
+        return _secret(self.sasl_password, self.sasl_password_file)
+
+    def key_password(self) -> str | None:
+        """The password of the client key (``ssl_keyfile``), from the file or the setting."""
+        return _secret(self.ssl_password, self.ssl_password_file)
+
+
+def _secret(value: SecretStr | None, path: Path | None) -> str | None:
+    # A file's trailing newline is not part of the secret (echo and editors add one).
+    if path is not None:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+    return value.get_secret_value() if value is not None else None
 
 
 class SourceSettings(_Section):

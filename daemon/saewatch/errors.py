@@ -14,6 +14,15 @@ class ConfigError(SaewatchError):
     """The configuration is invalid; the message names the setting and how to fix it (exit 2)."""
 
 
+class KafkaSecurityError(ConfigError):
+    """The Kafka broker refused the client's security settings (TLS, SASL): retrying cannot
+    help, so it is a configuration error; the message names the ``kafka.*`` setting to fix.
+
+    >>> isinstance(KafkaSecurityError("kafka.ssl_cafile: ..."), ConfigError)  # exit 2
+    True
+    """
+
+
 class CodecError(SaewatchError):
     """A features message cannot be decoded; it goes to the features dead-letter topic."""
 

@@ -8,6 +8,9 @@
 #   SAEWATCH_KAFKA_HEAP_OPTS        JVM heap                          (-Xms128m -Xmx512m)
 #   SAEWATCH_KAFKA_START_TIMEOUT    seconds to wait for readiness     (120)
 #   SAEWATCH_KAFKA_STOP_TIMEOUT     seconds to wait for a clean stop  (30)
+#   SAEWATCH_KAFKA_SECURE           1: also serve SASL_SSL and SASL_PLAINTEXT (0; start.sh --secure)
+#   SAEWATCH_KAFKA_SASL_SSL_PORT    SASL_SSL port, SCRAM over TLS     (client port + 2)
+#   SAEWATCH_KAFKA_SASL_PLAINTEXT_PORT  SASL_PLAINTEXT port, SCRAM    (client port + 3)
 # shellcheck shell=bash
 
 KAFKA_DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +27,11 @@ KAFKA_LOG_DIR="$KAFKA_RUN_DIR/logs"
 KAFKA_CONFIG="$KAFKA_RUN_DIR/server.properties"
 KAFKA_PID_FILE="$KAFKA_RUN_DIR/kafka.pid"
 KAFKA_BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+KAFKA_SECURE="${SAEWATCH_KAFKA_SECURE:-0}"
+KAFKA_SASL_SSL_PORT="${SAEWATCH_KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 2))}"
+KAFKA_SASL_PLAINTEXT_PORT="${SAEWATCH_KAFKA_SASL_PLAINTEXT_PORT:-$((KAFKA_PORT + 3))}"
+# The throw-away CA, the broker's keystore and the SCRAM users' passwords (start.sh --secure).
+KAFKA_SECRETS_DIR="$KAFKA_RUN_DIR/secrets"
 
 # True when $1 is a live process running kafka.Kafka with this run folder's configuration, so a
 # pid reused by an unrelated process is never signalled.

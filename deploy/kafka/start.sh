@@ -5,9 +5,21 @@
 #
 # Jars come from Maven Central (pom.xml beside this script) into .cache/kafka/libs, reused when
 # present. Ports and folders: see env.sh. Needs Java 17+ and, on first use, Maven.
+#
+#   --secure   also serve SASL_SSL and SASL_PLAINTEXT with SCRAM-SHA-512/256 (same as
+#              SAEWATCH_KAFKA_SECURE=1): a throw-away CA and certificates made with keytool and
+#              a SCRAM user "saewatch" added at format time; see secure.sh and README.md.
 set -euo pipefail
+for arg in "$@"; do
+    case "$arg" in
+        --secure) export SAEWATCH_KAFKA_SECURE=1 ;;
+        *) echo "usage: $0 [--secure]" >&2; exit 2 ;;
+    esac
+done
 # shellcheck source=deploy/kafka/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+# shellcheck source=deploy/kafka/secure.sh
+source "$KAFKA_DEPLOY_DIR/secure.sh"
 
 log() { echo "kafka: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -56,11 +68,17 @@ check_java() {
     [[ "${major:-0}" -ge 17 ]] || die "Java 17+ is needed, found ${major:-unknown}"
 }
 
+secure() { [[ "$KAFKA_SECURE" == 1 ]]; }
+
 write_config() {
     mkdir -p "$KAFKA_DATA_DIR" "$KAFKA_LOG_DIR"
+    secure && make_secrets
     sed -e "s|@HOST@|$KAFKA_HOST|g" -e "s|@PORT@|$KAFKA_PORT|g" \
         -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$KAFKA_DATA_DIR|g" \
         "$KAFKA_DEPLOY_DIR/server.properties.in" >"$KAFKA_CONFIG"
+    if secure; then
+        write_secure_config
+    fi
 }
 
 format_storage() {
@@ -68,9 +86,14 @@ format_storage() {
     local cluster_id
     cluster_id="$(java -Xmx64m -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null)"
     log "formatting $KAFKA_DATA_DIR (cluster id $cluster_id)"
+    SCRAM_FORMAT_ARGS=()
+    if secure; then
+        scram_format_args
+    fi
     java -Xmx128m -Dlog4j2.configurationFile="$KAFKA_DEPLOY_DIR/log4j2-tools.properties" \
         -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format --standalone \
-        -t "$cluster_id" -c "$KAFKA_CONFIG" >"$KAFKA_LOG_DIR/format.log" 2>&1 \
+        -t "$cluster_id" -c "$KAFKA_CONFIG" "${SCRAM_FORMAT_ARGS[@]}" \
+        >"$KAFKA_LOG_DIR/format.log" 2>&1 \
         || { cat "$KAFKA_LOG_DIR/format.log" >&2; die "formatting the storage failed"; }
 }
 
@@ -95,7 +118,9 @@ wait_ready() {
             die "the broker exited during start-up (logs above, in $KAFKA_LOG_DIR)"
         fi
         if port_open "$KAFKA_PORT" && list_topics >"$KAFKA_LOG_DIR/ready.log" 2>&1; then
-            return
+            if ! secure || secure_listener_answers >"$KAFKA_LOG_DIR/ready-secure.log" 2>&1; then
+                return
+            fi
         fi
         sleep 1
     done
@@ -107,16 +132,21 @@ main() {
     ensure_libs
     local pid
     if pid="$(kafka_running_pid)"; then
+        check_running_matches
         wait_ready "$pid"
         log "already running at $KAFKA_BOOTSTRAP (pid $pid); logs in $KAFKA_LOG_DIR"
+        secure && log_secure_endpoints
         echo "$KAFKA_BOOTSTRAP"
         return
     fi
     rm -f "$KAFKA_PID_FILE"
-    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    local ports=("$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")
+    secure && ports+=("$KAFKA_SASL_SSL_PORT" "$KAFKA_SASL_PLAINTEXT_PORT")
+    for port in "${ports[@]}"; do
         port_open "$port" && die "port $port on $KAFKA_HOST is taken by another process;" \
-            "set SAEWATCH_KAFKA_PORT / SAEWATCH_KAFKA_CONTROLLER_PORT, or use that broker" \
-            "with SAEWATCH_KAFKA_BOOTSTRAP"
+            "set SAEWATCH_KAFKA_PORT / SAEWATCH_KAFKA_CONTROLLER_PORT (and with --secure" \
+            "SAEWATCH_KAFKA_SASL_SSL_PORT / SAEWATCH_KAFKA_SASL_PLAINTEXT_PORT), or use that" \
+            "broker with SAEWATCH_KAFKA_BOOTSTRAP"
     done
     write_config
     format_storage
@@ -125,6 +155,7 @@ main() {
     log "started pid $pid; waiting for $KAFKA_BOOTSTRAP to list topics"
     wait_ready "$pid"
     log "ready at $KAFKA_BOOTSTRAP (pid $pid)"
+    secure && log_secure_endpoints
     log "logs: $KAFKA_LOG_DIR/server.log; stop with deploy/kafka/stop.sh"
     echo "$KAFKA_BOOTSTRAP"
 }

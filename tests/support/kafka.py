@@ -61,16 +61,38 @@ class LocalBroker:
 
     ``start()`` and ``stop()`` may be called repeatedly (data is kept between them);
     ``stop(purge=True)`` also deletes ``run_dir``.
+
+    With ``secure=True`` it is started with ``start.sh --secure``: besides the plaintext
+    ``bootstrap`` (for the tests' own helpers) it serves ``sasl_ssl`` and ``sasl_plaintext``
+    (SCRAM-SHA-512/256, user :attr:`SCRAM_USER`), with its throw-away CA, the user's password and
+    a client certificate in :attr:`secrets` (see ``deploy/kafka/secure.sh``).
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    SCRAM_USER = "saewatch"
+
+    def __init__(self, run_dir: Path, *, secure: bool = False) -> None:
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.secure = secure
+        self.secrets = run_dir / "secrets"
         self.env = os.environ | {
             "SAEWATCH_KAFKA_PORT": str(self.port),
             "SAEWATCH_KAFKA_CONTROLLER_PORT": str(free_port()),
             "SAEWATCH_KAFKA_RUN_DIR": str(run_dir),
+            "SAEWATCH_KAFKA_SECURE": "1" if secure else "0",
         }
+        if secure:
+            sasl_ssl, sasl_plaintext = free_port(), free_port()
+            self.sasl_ssl = f"127.0.0.1:{sasl_ssl}"
+            self.sasl_plaintext = f"127.0.0.1:{sasl_plaintext}"
+            self.env |= {
+                "SAEWATCH_KAFKA_SASL_SSL_PORT": str(sasl_ssl),
+                "SAEWATCH_KAFKA_SASL_PLAINTEXT_PORT": str(sasl_plaintext),
+            }
+
+    def secret(self, name: str) -> str:
+        """A secret of the secured broker, e.g. ``secret("saewatch.password")``."""
+        return (self.secrets / name).read_text().strip()
 
     def start(self) -> None:
         """Start (or check) the broker; raises ``RuntimeError`` with the script's output."""

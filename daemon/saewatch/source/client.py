@@ -47,6 +47,9 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
         password = kafka.password()
         if password is not None:
             opts["sasl_plain_password"] = password
+    key_password = kafka.key_password()
+    if key_password is not None:
+        opts["ssl_password"] = key_password
     return opts
 
 

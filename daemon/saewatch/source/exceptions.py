@@ -2,6 +2,7 @@
 
 # OffsetRegressionError is one class, shared with the checkpoint's offset tracker; re-exported
 # here for the source's callers.
+from saewatch.errors import KafkaSecurityError as KafkaSecurityError
 from saewatch.errors import OffsetRegressionError as OffsetRegressionError
 from saewatch.errors import SaewatchError
 
@@ -28,3 +29,13 @@ class ReplayFileError(SourceError):
 
 class ProduceError(SourceError):
     """Publishing events failed; check the broker and the topic (the message names both)."""
+
+
+# The broker's refusals are configuration errors (exit 2, one line), not source failures: they are
+# not SourceError, so no command treats them as a broker that may come back.
+class KafkaTlsError(KafkaSecurityError):
+    """TLS with the broker failed for good: fix the kafka.ssl_* setting or security_protocol named."""
+
+
+class KafkaAuthError(KafkaSecurityError):
+    """The broker refused the SASL login: fix the kafka.sasl_* setting or security_protocol named."""

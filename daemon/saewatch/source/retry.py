@@ -25,6 +25,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from saewatch.config import KafkaSettings
 from saewatch.source.exceptions import BrokerUnavailableError, SourceClosedError
+from saewatch.source.security import check_security
 from saewatch.source.stats import SourceStats
 
 logger = logging.getLogger(__name__)
@@ -44,12 +45,18 @@ def connect_with_retry(
 
     Waits ``kafka.retry_backoff_s``, doubling up to ``kafka.retry_backoff_max_s``, between tries.
 
+    Before each try, :func:`~saewatch.source.security.check_security` probes the broker (a few
+    milliseconds): kafka-python reports a refused login or certificate, or a plaintext client at
+    a TLS port, as a timeout after ``bootstrap_timeout_ms``, like a broker that is down.
+
     Raises
     ------
     SourceClosedError
         If ``stop`` was set while waiting.
     BrokerUnavailableError
         If ``timeout_s`` passed without a broker answering.
+    KafkaSecurityError
+        At once, when the broker refuses the TLS or SASL settings: retrying cannot help.
     kafka.errors.KafkaError
         Non-retriable errors (authentication, authorisation, ...) at once: retrying cannot help.
     """
@@ -58,6 +65,7 @@ def connect_with_retry(
     delay = kafka.retry_backoff_s
     servers = ",".join(kafka.bootstrap_servers)
     while True:
+        check_security(kafka)
         try:
             return connect()
         except KafkaError as exc:
