@@ -24,30 +24,28 @@ import contextlib
 import logging
 import socket
 import ssl
-import struct
 from collections.abc import Iterator
 from typing import Any
 
+import kafka.errors
 from kafka.net.sasl import get_sasl_mechanism
 
 from saewatch.config import KafkaSettings
 from saewatch.source.client import client_options
 from saewatch.source.exceptions import KafkaAuthError, KafkaTlsError
 from saewatch.source.wire import (
-    API_VERSIONS,
-    SASL_AUTHENTICATE,
-    SASL_HANDSHAKE,
     NotKafkaReplyError,
-    blob,
-    exchange,
-    string,
+    api_versions,
+    sasl_authenticate,
+    sasl_handshake,
 )
 
 logger = logging.getLogger(__name__)
 
 # Kafka error codes the probe tells apart.
-UNSUPPORTED_SASL_MECHANISM = 33
-ILLEGAL_SASL_STATE = 34  # a listener without SASL answers any SaslHandshake with it
+UNSUPPORTED_SASL_MECHANISM: int = kafka.errors.UnsupportedSaslMechanismError.errno  # 33
+# 34: a listener without SASL answers any SaslHandshake with it
+ILLEGAL_SASL_STATE: int = kafka.errors.IllegalSaslStateError.errno
 # OpenSSL's verify code for a certificate that does not name the host connected to.
 X509_V_ERR_HOSTNAME_MISMATCH = 62
 # Each probe step waits at most this long: a slow broker is left to kafka-python's own timeouts.
@@ -73,7 +71,7 @@ def check_security(kafka: KafkaSettings) -> None:
             with _connect(host, int(port), timeout_s) as sock:
                 _probe(kafka, ctx, sock, host, int(port), timeout_s)
             return
-        except (OSError, ValueError, struct.error, NotKafkaReplyError) as exc:
+        except (OSError, ValueError, NotKafkaReplyError) as exc:
             # Unreachable, refused, timed out, hung up, or an odd reply: nothing proven.
             logger.debug("security probe of %s inconclusive: %s", server, exc)
 
@@ -193,15 +191,15 @@ def _answers_plaintext(host: str, port: int, timeout_s: float) -> bool:
     """True when ``host:port`` answers a plaintext ApiVersions request like a Kafka broker."""
     try:
         with _connect(host, port, timeout_s) as sock:
-            exchange(sock, API_VERSIONS, 0, b"", correlation_id=1)
+            api_versions(sock, correlation_id=1)
         return True
-    except (OSError, NotKafkaReplyError, struct.error):
+    except (OSError, NotKafkaReplyError):
         return False
 
 
 def _check_not_tls(sock: socket.socket, where: str, protocol: str) -> None:
     try:
-        exchange(sock, API_VERSIONS, 0, b"", correlation_id=1)
+        api_versions(sock, correlation_id=1)
     except NotKafkaReplyError as exc:
         if exc.tls:
             tls = "SASL_SSL" if protocol == "SASL_PLAINTEXT" else "SSL or SASL_SSL"
@@ -216,8 +214,7 @@ def _check_sasl(kafka: KafkaSettings, sock: socket.socket, where: str) -> None:
     protocol = kafka.security_protocol
     uses_sasl = protocol.startswith("SASL")
     mechanism = kafka.sasl_mechanism or "PLAIN"
-    reply = exchange(sock, SASL_HANDSHAKE, 1, string(mechanism), correlation_id=2)
-    error, offered = reply.int16(), reply.strings()
+    error, offered = sasl_handshake(sock, mechanism, correlation_id=2)
     if not uses_sasl:
         if error != ILLEGAL_SASL_STATE:
             sasl = "SASL_SSL" if protocol == "SSL" else "SASL_PLAINTEXT"
@@ -250,8 +247,7 @@ def _login(kafka: KafkaSettings, sock: socket.socket, where: str, mechanism: str
     sasl = get_sasl_mechanism(mechanism)(**opts)
     correlation_id = 3
     while not sasl.is_done():
-        reply = exchange(sock, SASL_AUTHENTICATE, 1, blob(sasl.auth_bytes()), correlation_id)
-        error, message, data = reply.int16(), reply.string(), reply.blob()
+        error, message, data = sasl_authenticate(sock, sasl.auth_bytes(), correlation_id)
         if error != 0:
             raise KafkaAuthError(
                 f"kafka.sasl_username / kafka.sasl_password: the broker at {where} refused the "

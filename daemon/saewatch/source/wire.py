@@ -1,24 +1,36 @@
-"""The three Kafka requests of the security probe (:mod:`saewatch.source.security`), by hand.
+"""The three Kafka requests of the security probe (:mod:`saewatch.source.security`).
 
-ApiVersions, SaslHandshake and SaslAuthenticate in their oldest versions every Kafka broker from
-2.0 to 4.x still serves (non-flexible encoding, request header v1, response header v0). Only what
-the probe reads is decoded.
+ApiVersions v0, SaslHandshake v1 and SaslAuthenticate v1: the oldest versions every Kafka broker
+from 2.0 to 4.x still serves (non-flexible encoding, request header v1, response header v0).
+kafka-python's own protocol classes encode and decode them: the messages of
+:mod:`kafka.protocol.metadata` and :mod:`kafka.protocol.sasl`, framed, headed and matched to
+their replies by :class:`kafka.protocol.parser.KafkaProtocol`, the socket-free codec its own
+connections use. By hand here: only the socket reads and writes, and the look at a reply's first
+bytes for a TLS alert, which the codec would only see as an absurd frame size.
 
->>> frame = request(API_VERSIONS, 0, 7, b"")
->>> frame[:4] == (len(frame) - 4).to_bytes(4, "big"), frame[4:12].hex()
-(True, '0012000000000007')
+>>> ours, broker = socket.socketpair()
+>>> reply = bytes.fromhex("00000011" "00000002" "0021" "00000001" "0005") + b"PLAIN"
+>>> broker.sendall(reply)
+>>> sasl_handshake(ours, "SCRAM-SHA-512", correlation_id=2)
+(33, ['PLAIN'])
+>>> broker.recv(64)[4:12].hex()  # api key 17, version 1, correlation id 2
+'0011000100000002'
+>>> ours.close(); broker.close()
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
+
+import kafka.errors
+from kafka.protocol.metadata import ApiVersionsRequest
+from kafka.protocol.parser import KafkaProtocol
+from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
 
 from saewatch.source.exceptions import SourceError
 
-API_VERSIONS = 18
-SASL_HANDSHAKE = 17
-SASL_AUTHENTICATE = 36
 CLIENT_ID = "saewatch-probe"
 # A Kafka response to these requests is a few hundred bytes; a larger "size" is not Kafka talking
 # (e.g. TLS bytes read as a length).
@@ -26,6 +38,8 @@ MAX_RESPONSE_BYTES = 1 << 20
 # The first bytes of a TLS record holding an alert (content type 21, version 3.x): what a TLS
 # listener sends back to a plaintext request.
 TLS_ALERT_PREFIX = b"\x15\x03"
+_FRAME_SIZE_BYTES = 4
+_RECV_BYTES = 1 << 16
 
 
 class NotKafkaReplyError(SourceError):
@@ -40,95 +54,66 @@ class NotKafkaReplyError(SourceError):
         self.tls = tls
 
 
-def string(value: str) -> bytes:
-    """A Kafka STRING: int16 length, UTF-8 bytes."""
-    data = value.encode()
-    return struct.pack(">h", len(data)) + data
+def api_versions(sock: socket.socket, correlation_id: int) -> None:
+    """Send ApiVersions v0 and check that a Kafka response comes back (its content is unused)."""
+    exchange(sock, ApiVersionsRequest(version=0), correlation_id)
 
 
-def blob(value: bytes) -> bytes:
-    """A Kafka BYTES: int32 length, the bytes."""
-    return struct.pack(">i", len(value)) + value
+def sasl_handshake(sock: socket.socket, mechanism: str,
+                   correlation_id: int) -> tuple[int, list[str]]:
+    """Send SaslHandshake v1 for ``mechanism``: the broker's error code and its mechanisms."""
+    reply = exchange(sock, SaslHandshakeRequest(mechanism=mechanism, version=1), correlation_id)
+    return int(reply.error_code), [str(m) for m in reply.mechanisms or () if m is not None]
 
 
-def request(api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:
-    """A size-prefixed request with header v1 (api key, version, correlation id, client id)."""
-    header = struct.pack(">hhi", api_key, version, correlation_id) + string(CLIENT_ID)
-    return struct.pack(">i", len(header) + len(body)) + header + body
+def sasl_authenticate(sock: socket.socket, auth_bytes: bytes,
+                      correlation_id: int) -> tuple[int, str | None, bytes]:
+    """Send SaslAuthenticate v1: the broker's error code, error message and auth bytes."""
+    reply = exchange(sock, SaslAuthenticateRequest(auth_bytes=auth_bytes, version=1),
+                     correlation_id)
+    message = None if reply.error_message is None else str(reply.error_message)
+    return int(reply.error_code), message, bytes(reply.auth_bytes or b"")
 
 
-class Reader:
-    """Reads big-endian Kafka primitives from a response body, front to back.
-
-    >>> r = Reader(b"\\x00\\x21" + string("SCRAM-SHA-512") + b"\\xff\\xff")
-    >>> r.int16(), r.string(), r.string()
-    (33, 'SCRAM-SHA-512', None)
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._at = 0
-
-    def _take(self, fmt: str) -> int:
-        (value,) = struct.unpack_from(fmt, self._data, self._at)
-        self._at += struct.calcsize(fmt)
-        return int(value)
-
-    def int16(self) -> int:
-        return self._take(">h")
-
-    def int32(self) -> int:
-        return self._take(">i")
-
-    def string(self) -> str | None:
-        """A (nullable) STRING; ``None`` for length -1."""
-        size = self.int16()
-        if size < 0:
-            return None
-        value = self._data[self._at : self._at + size].decode("utf-8", errors="replace")
-        self._at += size
-        return value
-
-    def blob(self) -> bytes:
-        size = self.int32()
-        value = self._data[self._at : self._at + max(size, 0)]
-        self._at += max(size, 0)
-        return value
-
-    def strings(self) -> list[str]:
-        return [s for s in (self.string() for _ in range(max(self.int32(), 0))) if s is not None]
-
-
-def exchange(sock: socket.socket, api_key: int, version: int, body: bytes,
-             correlation_id: int) -> Reader:
-    """Send one request and read its response body.
+def exchange(sock: socket.socket, request: Any, correlation_id: int) -> Any:
+    """Send one kafka-python request and return its decoded response.
 
     Raises
     ------
     NotKafkaReplyError
-        If the reply is a TLS alert or has no plausible Kafka frame.
+        If the reply is a TLS alert, has no plausible Kafka frame, answers another correlation
+        id, or does not decode as the response to ``request``.
     OSError
         If the connection fails or closes (``ConnectionError``), or times out.
     """
-    sock.sendall(request(api_key, version, correlation_id, body))
-    head = _read_exactly(sock, 4)
-    if head.startswith(TLS_ALERT_PREFIX):
+    # The codec logs the raw bytes (a PLAIN password included) at DEBUG on "kafka.protocol.parser",
+    # as it does for kafka-python's own connections: the CLI keeps "kafka" at WARNING or above.
+    codec = KafkaProtocol(client_id=CLIENT_ID, receive_message_max_bytes=MAX_RESPONSE_BYTES)
+    codec.send_request(request, correlation_id=correlation_id)
+    sock.sendall(codec.send_bytes())
+    data = _read_exactly(sock, _FRAME_SIZE_BYTES)
+    if data.startswith(TLS_ALERT_PREFIX):
         raise NotKafkaReplyError("the peer answered with a TLS alert", tls=True)
-    (size,) = struct.unpack(">i", head)
-    if not 4 <= size <= MAX_RESPONSE_BYTES:
-        raise NotKafkaReplyError(f"the peer's reply is not a Kafka frame (size {size})", tls=False)
-    frame = _read_exactly(sock, size)
-    reader = Reader(frame)
-    if reader.int32() != correlation_id:
-        raise NotKafkaReplyError("the peer answered another request", tls=False)
-    return reader
+    try:
+        # The codec checks the frame size, then the correlation id, then decodes the body.
+        while not (responses := codec.receive_bytes(data)):
+            data = _recv(sock, _RECV_BYTES)
+    # kafka-python lets struct.error out of a frame too short for a response header.
+    except (kafka.errors.KafkaError, ValueError, struct.error) as exc:
+        raise NotKafkaReplyError(f"the peer's reply is not a Kafka response ({exc})",
+                                 tls=False) from exc
+    return responses[0][1]  # one request in flight: a second response is a CorrelationIdError
 
 
 def _read_exactly(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("the broker closed the connection")
-        data += chunk
+        data += _recv(sock, n - len(data))
     return data
+
+
+def _recv(sock: socket.socket, n: int) -> bytes:
+    chunk = sock.recv(n)
+    if not chunk:
+        raise ConnectionError("the broker closed the connection")
+    return chunk
