@@ -40,6 +40,7 @@ from saewatch.runtime import (
     report_source,
 )
 from saewatch.source.base import ResumeOffset, Source
+from saewatch.source.exceptions import SourceClosedError
 from saewatch.state.monitor import MonitorState
 from saewatch.state.snapshot import SnapshotStore
 
@@ -167,7 +168,14 @@ class App:
             encoder = self._load_encoder(state)
             tracker = OffsetTracker(offsets)
             # Every (re)assignment resumes where the state is now, not where it was at start.
-            source = stack.enter_context(self._source_factory(tracker.next, self.stop_flag.event))
+            try:
+                source = stack.enter_context(
+                    self._source_factory(tracker.next, self.stop_flag.event))
+            except SourceClosedError:
+                if not self.stop_flag.event.is_set():
+                    raise
+                logger.info("stopped before the Kafka broker answered; nothing was read")
+                return 0
             self.readiness.source = source
             checkpointer = Checkpointer(
                 state, store, source, tracker, self.settings.state.snapshot_interval_s,

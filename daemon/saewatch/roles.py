@@ -50,6 +50,7 @@ from saewatch.runtime import (
 )
 from saewatch.source.base import ResumeOffset, Source
 from saewatch.source.deadletter import dead_letter_headers
+from saewatch.source.exceptions import SourceClosedError
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ class EncodeWorker:
         self.published = 0
         self._encoder_factory = encoder_factory or default_encoder(settings)
         self._source_factory = source_factory or _default_source(settings)
-        self._producer_factory = producer_factory or _default_producer(settings)
+        self._producer_factory = producer_factory or _default_producer(settings,
+                                                                       self.stop_flag.event)
 
     def stop(self) -> None:
         self.stop_flag.event.set()
@@ -104,9 +106,16 @@ class EncodeWorker:
             encoder = self._encoder_factory()
             self.readiness.model_loaded = True
             report_model(self.metrics, encoder)
-            producer = self._producer_factory()
-            stack.callback(producer.close)
-            source = stack.enter_context(self._source_factory(_no_resume, self.stop_flag.event))
+            try:
+                producer = self._producer_factory()
+                stack.callback(producer.close)
+                source = stack.enter_context(
+                    self._source_factory(_no_resume, self.stop_flag.event))
+            except SourceClosedError:  # a signal while the broker was away: a clean stop
+                if not self.stop_flag.event.is_set():
+                    raise
+                logger.info("stopped before the Kafka broker answered; nothing was read")
+                return 0
             self.readiness.source = source
             self._loop(source, encoder, producer)
         logger.info("stopped after %d records, %d published", self.handled, self.published)
@@ -193,10 +202,11 @@ def _default_source(settings: Settings) -> SourceFactory:
     return build
 
 
-def _default_producer(settings: Settings) -> Callable[[], KafkaProducer]:
+def _default_producer(settings: Settings, stop: threading.Event) -> Callable[[], KafkaProducer]:
     def build() -> KafkaProducer:
         from saewatch.source.producer import connect_producer
 
-        return connect_producer(settings.kafka)
+        # With the stop event a SIGTERM ends the wait for a broker that is away.
+        return connect_producer(settings.kafka, stop=stop)
 
     return build

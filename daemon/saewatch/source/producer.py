@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -81,12 +82,16 @@ class Progress:
             self.stream.flush()
 
 
-def connect_producer(kafka: KafkaSettings, timeout_s: float | None = None) -> KafkaProducer:
-    """A durable (``acks=all``) producer, waiting with backoff for an unavailable broker."""
+def connect_producer(
+    kafka: KafkaSettings, timeout_s: float | None = None, stop: threading.Event | None = None
+) -> KafkaProducer:
+    """A durable (``acks=all``) producer, waiting with backoff for an unavailable broker (until
+    ``timeout_s``, or ``stop`` is set: then
+    :class:`~saewatch.source.exceptions.SourceClosedError`)."""
     opts = producer_options(kafka)
     logger.info("connecting producer %s", redact(opts))
     return connect_with_retry(
-        lambda: KafkaProducer(**opts), kafka, SourceStats(), timeout_s=timeout_s
+        lambda: KafkaProducer(**opts), kafka, SourceStats(), stop=stop, timeout_s=timeout_s
     )
 
 
