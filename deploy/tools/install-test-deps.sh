@@ -3,7 +3,8 @@
 # run does nothing and takes well under a second). `make test` runs it; so can you:
 #   - Debian packages: a JDK and Maven (the local Kafka broker: deploy/kafka/), Prometheus and
 #     promtool (alert-rule tests, a real scrape), Chromium (the report page in a real browser),
-#     the docker client (`docker compose config` needs no engine);
+#     the docker client (`docker compose config` needs no engine), openssl (the secured
+#     broker's client certificate, tests/source/test_kafka_security.py);
 #   - deploy/tools/install-validators.sh: kustomize, the docker compose plugin and a promtool
 #     with Kubernetes service discovery, built from their Go modules (Debian has none of them;
 #     about 15 minutes on 2 cores, once per machine).
@@ -26,6 +27,8 @@ if [ "$broker_only" -eq 0 ]; then
 command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v docker >/dev/null 2>&1 || packages+=(docker.io)
+# the secured broker's client certificate: keytool cannot write a PEM private key
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 fi
 
 if [ "${#packages[@]}" -gt 0 ]; then
