@@ -12,6 +12,9 @@ Measured side by side in one process, on the same tokenized texts and the same b
   interleaved, and agreement of the codes with fp32 (Jaccard of fired sets), beside what
   ``encode.precision: auto`` chose on this CPU and why.
 
+``--overhead`` runs :mod:`benchmarks.perf.encoder_overhead` instead: the encoder with its
+forward replaced by stored activations, by stage, beside the real forward (issue 17).
+
 Each timing is the median of ``--runs`` runs after one warm-up; encoder, bare forward, SAE and
 full forward run interleaved (order rotated per run), so their ratios are side by side. Run on the default offline
 model here, or on a user's model and SAE on GPU::
@@ -29,6 +32,7 @@ import json
 import logging
 import platform
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -280,6 +284,12 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--overhead" in argv:  # the overhead mode has its own module (and options)
+        from benchmarks.perf import encoder_overhead
+
+        return encoder_overhead.main([a for a in argv if a != "--overhead"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="transformers model (default: offline)")
     parser.add_argument("--gguf-file", default=None)

@@ -2,8 +2,16 @@
 
 Per text: hook activations of its own tokens (see :mod:`saewatch.encode.reader`) are encoded by
 the SAE, max-pooled over tokens (the document vector), and the features above ``threshold``
-("fired anywhere") are kept with their pooled values for ranking. Dense ``[batch, d_sae]``
-arrays exist only inside one model batch.
+("fired anywhere") are kept with their pooled values for ranking.
+
+The hot path (issue 17) keeps Python out of the per-token and per-document work: one tokenizer
+call per poll for both fields (:meth:`ActivationReader.tokenize_fields`), padding and text
+masking as array operations (:mod:`saewatch.encode.batching`), max-pooling on the device into a
+bounded ``[documents, d_sae]`` buffer and one vectorised CSR assembly per field
+(:mod:`saewatch.encode.pooling`). On CUDA the host copies are pinned and asynchronous and the
+only sync per field is the final ``nonzero``; :meth:`SAEEncoder.encode_stream` also tokenizes
+the next poll while the current one runs. The codes are bit-identical to the per-document
+implementation it replaced (``tests/encode/test_enc_hotpath.py`` keeps that as a reference).
 
 Build the offline default in one call (loads SmolLM2-135M-Instruct and the shipped SAE)::
 
@@ -14,7 +22,8 @@ Build the offline default in one call (loads SmolLM2-135M-Instruct and the shipp
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -28,6 +37,7 @@ from saewatch.encode.default import DEFAULT_MODEL_NAME
 from saewatch.encode.exceptions import SaeLoadError
 from saewatch.encode.health import DEFAULT_SANITY_TOKENS, EncoderHealth, SanityCheck
 from saewatch.encode.model import load_language_model, parse_hook_name
+from saewatch.encode.pooling import MaxPool, is_plain_topk, topk_codes
 from saewatch.encode.precision import Precision
 from saewatch.encode.reader import ActivationReader, TokenBatch, resolve_device
 from saewatch.encode.sae import LoadedSae, SaeExpectations, load_sae
@@ -37,8 +47,7 @@ from saewatch.models import FeatureBatch, LLMEvent, SparseCodes, TextField
 logger = logging.getLogger(__name__)
 
 _Row = tuple[np.ndarray, np.ndarray]
-_F16_MAX = 65504.0
-_EMPTY_ROW: _Row = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float16))
+FIELDS: tuple[TextField, TextField] = ("prompt", "response")
 
 
 class SAEEncoder(Encoder):
@@ -83,6 +92,8 @@ class SAEEncoder(Encoder):
         self._info = EncoderInfo(model=model_name, hook=reader.hook.hook_name, sae=sae_id,
                                  device=str(reader.device), precision=reader.precision)
         self.threshold = threshold
+        # sae-lens' own TopK SAE is pooled from its top-k alone, never densified per token.
+        self._topk = is_plain_topk(self.sae)
         self._sanity = SanityCheck(
             expectations or SaeExpectations(0.0, None, "none"), tokens_wanted=sanity_tokens
         )
@@ -158,10 +169,36 @@ class SAEEncoder(Encoder):
 
         Empty texts get empty codes (and ``n_tokens`` 0).
         """
-        codes = {
-            field: self.encode_texts([e.text(field) for e in events], field)
-            for field in ("prompt", "response")
-        }
+        return self._encode_tokenized(events, self._tokenize_events(events))
+
+    def encode_stream(self, batches: Iterable[Sequence[LLMEvent]]) -> Iterator[FeatureBatch]:
+        """:meth:`encode` of each batch in turn, tokenizing the next batch while this one runs.
+
+        The tokenizer runs in one worker thread (fast tokenizers release the GIL), so on a GPU
+        its CPU time hides behind the forward of the batch before. The next batch is taken
+        from ``batches`` before the current one is encoded; codes are those of :meth:`encode`.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saewatch-tokenize") as pool:
+            it = iter(batches)
+            current = next(it, None)
+            ahead = pool.submit(self._tokenize_events, current) if current is not None else None
+            while current is not None and ahead is not None:
+                tokenized = ahead.result()
+                following = next(it, None)
+                ahead = (pool.submit(self._tokenize_events, following)
+                         if following is not None else None)
+                yield self._encode_tokenized(current, tokenized)
+                current = following
+
+    def _tokenize_events(self, events: Sequence[LLMEvent]) -> list[list[TokenizedText]]:
+        return self.reader.tokenize_fields(
+            [([e.text(f) for e in events], f) for f in FIELDS]
+        )
+
+    def _encode_tokenized(
+        self, events: Sequence[LLMEvent], tokenized: list[list[TokenizedText]]
+    ) -> FeatureBatch:
+        codes = {f: self.encode_docs(docs) for f, docs in zip(FIELDS, tokenized, strict=True)}
         return FeatureBatch(
             encoder_id=self.encoder_id,
             d_sae=self.d_sae,
@@ -172,44 +209,47 @@ class SAEEncoder(Encoder):
 
     def encode_texts(self, texts: Sequence[str], field: TextField) -> SparseCodes:
         """Sparse codes of ``texts`` read as ``field`` turns, in input order."""
-        docs = self.reader.tokenize(texts, field)
-        rows: list[_Row] = [_EMPTY_ROW] * len(docs)
-        for doc_ids, batch_rows in self.reader.map_batches(docs, self._pool):
-            for doc, row in zip(doc_ids, batch_rows, strict=True):
-                rows[doc] = row
-        return _to_codes(rows, docs)
+        return self.encode_docs(self.reader.tokenize(texts, field))
+
+    def encode_docs(self, docs: Sequence[TokenizedText]) -> SparseCodes:
+        """Sparse codes of tokenized texts, in input order (pooled on the device)."""
+        pool = MaxPool(len(docs), self.d_sae, self.reader.device, self.threshold)
+        for _ in self.reader.map_batches(docs, lambda batch: self._add(pool, batch)):
+            pass
+        with self.reader.clock.stage("assemble"):
+            n_tokens = np.fromiter((d.n_tokens for d in docs), np.int32, len(docs))
+            truncated = np.fromiter((d.truncated for d in docs), bool, len(docs))
+            return pool.finish(n_tokens, truncated)
+
+    def _add(self, pool: MaxPool, batch: TokenBatch) -> None:
+        """SAE-encode one batch's tokens and max-pool them into their documents' rows."""
+        clock = self.reader.clock
+        with torch.inference_mode():
+            if self._topk and not self._sanity.wants_more:
+                with clock.stage("sae"):
+                    values, indices = topk_codes(self.sae, batch.acts)
+                with clock.stage("pool"):
+                    pool.add_topk(batch.docs, batch.doc_index, values, indices)
+                return
+            with clock.stage("sae"):
+                feats = self.sae.encode(batch.acts)
+                if self._sanity.wants_more:
+                    self._sanity.update(batch.acts, self.sae.decode(feats), feats)
+            with clock.stage("pool"):
+                pool.add_dense(batch.docs, batch.doc_index, feats)
 
     def _pool(self, batch: TokenBatch) -> tuple[list[int], list[_Row]]:
-        """SAE-encode one batch's tokens and max-pool them per document."""
-        with torch.inference_mode():
-            feats = self.sae.encode(batch.acts)
-            if self._sanity.wants_more:
-                self._sanity.update(batch.acts, self.sae.decode(feats), feats)
-            n_docs = len(batch.docs)
-            pooled = torch.zeros(n_docs, self.d_sae, dtype=feats.dtype, device=feats.device)
-            # SAE activations are >= 0, so starting from zeros is exact for amax.
-            index = batch.doc_index.unsqueeze(1).expand_as(feats)
-            pooled.scatter_reduce_(0, index, feats, "amax", include_self=True)
-            rows, cols = (pooled > self.threshold).nonzero(as_tuple=True)
-            # Clip so an outlier never becomes inf in float16.
-            values = pooled[rows, cols].clamp(max=_F16_MAX).float().cpu().numpy().astype(np.float16)
-            rows_np = rows.cpu().numpy()
-            cols_np = cols.cpu().numpy().astype(np.int32)
-        # nonzero() is row-major, so each document's features come out ascending.
-        bounds = np.searchsorted(rows_np, np.arange(n_docs + 1))
-        return batch.docs, [
-            (cols_np[bounds[d] : bounds[d + 1]], values[bounds[d] : bounds[d + 1]])
-            for d in range(n_docs)
-        ]
+        """One batch's codes as (its documents, one (ids, values) row each): for tools that
+        read batches themselves (``benchmarks/detection/cache.py``); same codes as encode."""
+        pool = MaxPool(len(batch.docs), self.d_sae, self.reader.device, self.threshold)
+        self._add(pool, TokenBatch(list(range(len(batch.docs))), batch.acts, batch.doc_index,
+                                   batch.token_ids))
+        codes = pool.finish(np.zeros(len(batch.docs), np.int32), np.zeros(len(batch.docs), bool))
+        return batch.docs, [codes.row(d) for d in range(len(batch.docs))]
 
     def dense_embed(self, texts: Sequence[str], field: TextField = "response") -> np.ndarray:
         """Mean-pooled hook activations per text (the dense-embedding drift baseline)."""
         return self.reader.dense_embed(texts, field)
-
-
-def _to_codes(rows: list[_Row], docs: list[TokenizedText]) -> SparseCodes:
-    return SparseCodes.from_arrays([r[0] for r in rows], [r[1] for r in rows],
-                                   [d.n_tokens for d in docs], [d.truncated for d in docs])
 
 
 __all__ = ["EncoderHealth", "Precision", "SAEEncoder"]

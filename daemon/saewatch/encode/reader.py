@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from saewatch.encode.batching import pad_batch, to_device
 from saewatch.encode.exceptions import EncodeError
 from saewatch.encode.model import (
     HookPoint,
@@ -31,14 +32,17 @@ from saewatch.encode.precision import (
     PrecisionChoice,
     choose_cpu_precision,
 )
+from saewatch.encode.stages import NULL_CLOCK, StageClock
 from saewatch.encode.text import TextTokenizer, TokenizedText
 from saewatch.models import TextField
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# A batch never holds more documents than this, however short: bounds per-batch Python work
-# and the dense [batch, d_sae] pooling buffer.
+# (input_ids, attention_mask) -> hook activations [rows, width, d_model]
+ForwardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# A batch never holds more documents than this, however short: bounds per-batch work and the
+# rows one batch needs in the [documents, d_sae] pooling buffer (encode/pooling.py).
 MAX_DOCS_PER_BATCH = 512
 # The precision probe's forward: 256 tokens (~0.2 s in fp32 on 2 idle cores for the default
 # model; six forwards add about a second to start-up). 512 tokens measured the same bf16/fp32
@@ -160,6 +164,10 @@ class ActivationReader:
         self.d_model = int(self._base.config.hidden_size)
         # The budget shrinks after a CUDA out-of-memory error, so later batches fit at once.
         self._token_budget = max_tokens_per_batch
+        # Benchmarks swap these: a replayed forward (benchmarks/perf/encoder_overhead.py) and a
+        # clock that times the stages; the defaults run the model and time nothing.
+        self.forward_fn: ForwardFn = self.run_model
+        self.clock: StageClock = NULL_CLOCK
 
     def _choose_precision(self, requested: Precision, weights_bf16: bool) -> PrecisionChoice:
         if weights_bf16:
@@ -180,7 +188,15 @@ class ActivationReader:
         return choose_cpu_precision(run)
 
     def tokenize(self, texts: Sequence[str], field: TextField) -> list[TokenizedText]:
-        return self.text.tokenize(texts, field)
+        with self.clock.stage("tokenize"):
+            return self.text.tokenize(texts, field)
+
+    def tokenize_fields(
+        self, groups: Sequence[tuple[Sequence[str], TextField]]
+    ) -> list[list[TokenizedText]]:
+        """Several fields' texts in one tokenizer call (one per poll, not one per field)."""
+        with self.clock.stage("tokenize"):
+            return self.text.tokenize_fields(groups)
 
     def iter_batches(self, docs: Sequence[TokenizedText]) -> Iterator[TokenBatch]:
         """Yield activations batch by batch; every document with tokens appears exactly once."""
@@ -218,33 +234,26 @@ class ActivationReader:
             mid = len(group) // 2
             return self._with_oom_retry(group[:mid], fn) + self._with_oom_retry(group[mid:], fn)
 
+    def run_model(self, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """The model forward to the hook, ``[rows, width, d_model]``: the default ``forward_fn``."""
+        return run_to_hook(self._base, self._module, input_ids, attention)
+
     def _forward(self, docs: Sequence[TokenizedText], group: list[int]) -> TokenBatch:
-        width = max(len(docs[i].ids) for i in group)
-        input_ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
-        attention = torch.zeros((len(group), width), dtype=torch.long)
-        text_mask = torch.zeros((len(group), width), dtype=torch.bool)
-        for row, i in enumerate(group):
-            ids = docs[i].ids
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention[row, : len(ids)] = 1
-            text_mask[row, docs[i].start : len(ids)] = True
+        with self.clock.stage("pad"):
+            host = pad_batch(docs, group, self._pad_id, pin=self.device.type == "cuda")
+            ids, attention, select, doc_index = (
+                to_device(t, self.device)
+                for t in (host.input_ids, host.attention, host.select, host.doc_index)
+            )
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast)
         with torch.inference_mode(), autocast:
-            acts = run_to_hook(
-                self._base,
-                self._module,
-                input_ids.to(self.device),
-                attention.to(self.device),
-            )
-            mask = text_mask.to(self.device)
-            selected = acts[mask].float()
-        rows = text_mask.nonzero(as_tuple=True)[0]
-        return TokenBatch(
-            docs=group,
-            acts=selected,
-            doc_index=rows.to(self.device),
-            token_ids=input_ids[text_mask],
-        )
+            with self.clock.stage("forward"):
+                acts = self.forward_fn(ids, attention)
+            with self.clock.stage("mask"):
+                # A gather of the text tokens' rows: the values of acts[mask], without the
+                # device sync a boolean mask costs on CUDA.
+                selected = acts.reshape(-1, acts.shape[-1]).index_select(0, select).float()
+        return TokenBatch(docs=group, acts=selected, doc_index=doc_index, token_ids=host.token_ids)
 
     def dense_embed(self, texts: Sequence[str], field: TextField = "response") -> np.ndarray:
         """Mean-pooled hook activations per text, ``[len(texts), d_model]`` float32.

@@ -19,7 +19,9 @@ activations of the text before them, so computing them would be wasted work.
 
 from __future__ import annotations
 
+import json
 import logging
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,18 @@ from saewatch.models import TextField
 logger = logging.getLogger(__name__)
 
 _SENTINEL = "SAEWATCHSENTINELTEXT"
+# Texts longer than the budget times this are tokenized from that many characters only (a
+# fast tokenizer's cost is linear in characters; responses run ~4.4 characters per token, code
+# ~3.5, CJK ~1.5). A text denser than this falls back to whole-text tokenization.
+CUT_CHARS_PER_TOKEN = 6
+# The last pre-tokens of a cut text can differ from the whole text's: the one the cut splits,
+# and up to two before it whose regex alternatives look ahead (a contraction such as "'re" cut
+# to "'r" becomes "'" and "r"). Tokens of the pre-tokens before these are the whole text's.
+UNSAFE_TAIL_WORDS = 3
+# Pre-tokenizers whose split of a text's prefix equals the split of the whole text except near
+# the end: GPT-2-style byte-level regexes (GPT-2, Llama 3, Qwen, SmolLM) and their parts.
+_LOCAL_PRE_TOKENIZERS = frozenset({"ByteLevel", "Split", "Digits", "Punctuation",
+                                   "Whitespace", "WhitespaceSplit"})
 _ROLE: dict[TextField, str] = {"prompt": "user", "response": "assistant"}
 
 
@@ -63,6 +77,7 @@ class TextTokenizer:
         self.tokenizer = tokenizer
         self.max_tokens_per_text = max_tokens_per_text
         self.use_chat_template = use_chat_template
+        self._local = splits_locally(tokenizer)
         self._prefix: dict[TextField, list[int]] = {
             field: self._prefix_ids(field) for field in ("prompt", "response")
         }
@@ -73,18 +88,66 @@ class TextTokenizer:
 
     def tokenize(self, texts: Sequence[str], field: TextField) -> list[TokenizedText]:
         """Tokenize ``texts`` as ``field`` turns, truncated to the token budget."""
+        return self.tokenize_fields([(texts, field)])[0]
+
+    def tokenize_fields(
+        self, groups: Sequence[tuple[Sequence[str], TextField]]
+    ) -> list[list[TokenizedText]]:
+        """Tokenize several fields' texts in one tokenizer call, one list per ``(texts, field)``.
+
+        One batched call lets a fast tokenizer spread all texts of a poll over its threads; the
+        ids of a text do not depend on the others in the call (no padding is asked for).
+        """
+        texts = [t for group, _ in groups for t in group]
         if not texts:
-            return []
-        encoded = self.tokenizer(
-            list(texts), add_special_tokens=False, split_special_tokens=True
-        ).input_ids
-        prefix = self._prefix[field]
-        out = []
-        for ids in encoded:
-            truncated = len(ids) > self.max_tokens_per_text
-            body = list(ids[: self.max_tokens_per_text])
-            out.append(TokenizedText(ids=prefix + body, start=len(prefix), truncated=truncated))
+            return [[] for _ in groups]
+        encoded = self._encode(texts)
+        out: list[list[TokenizedText]] = []
+        at = 0
+        budget = self.max_tokens_per_text
+        for group, field in groups:
+            prefix = self._prefix[field]
+            start = len(prefix)
+            out.append([TokenizedText(ids=prefix + list(ids[:budget]), start=start,
+                                      truncated=len(ids) > budget)
+                        for ids in encoded[at : at + len(group)]])
+            at += len(group)
         return out
+
+    def _call(self, texts: list[str]) -> Any:
+        return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True,
+                              return_attention_mask=False, return_token_type_ids=False)
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, exact up to ``max_tokens_per_text + 1`` tokens.
+
+        Where the pre-tokenizer is local (:func:`splits_locally`), a text longer than
+        ``max_tokens_per_text * CUT_CHARS_PER_TOKEN`` characters is tokenized from that prefix
+        only: its tokens before the prefix's last ``UNSAFE_TAIL_WORDS`` pre-tokens are the full
+        text's. If those are not enough to fill the budget, the text is tokenized whole.
+        """
+        if not self._local:
+            return list(self._call(texts).input_ids)
+        cut = int(self.max_tokens_per_text * CUT_CHARS_PER_TOKEN)
+        encoded = self._call([t[:cut] for t in texts])
+        ids: list[list[int]] = list(encoded.input_ids)
+        whole = []
+        for i, text in enumerate(texts):
+            if len(text) <= cut:
+                continue
+            words = encoded.word_ids(i)
+            last = next((w for w in reversed(words) if w is not None), None)
+            safe = 0 if last is None else bisect_left(words, last - UNSAFE_TAIL_WORDS + 1,
+                                                      key=lambda w: -1 if w is None else w)
+            if safe > self.max_tokens_per_text:
+                ids[i] = ids[i][:safe]
+            else:
+                whole.append(i)
+        if whole:  # dense text (few characters per token): no prefix shortcut
+            for i, full in zip(whole, self._call([texts[i] for i in whole]).input_ids,
+                               strict=True):
+                ids[i] = full
+        return ids
 
     def _prefix_ids(self, field: TextField) -> list[int]:
         tok = self.tokenizer
@@ -101,3 +164,28 @@ class TextTokenizer:
         # A leading BOS (or any first token) is an attention sink with outlier activations;
         # it gives the text's first token a normal context and is masked out itself.
         return [int(bos)] if bos is not None else []
+
+
+def splits_locally(tokenizer: Any) -> bool:
+    """Whether a prefix of a text tokenizes like the whole text but for its last pre-tokens.
+
+    True for a fast tokenizer with a BPE model, no normalizer and a pre-tokenizer built from
+    regex splitting (byte-level, split, digits, punctuation, whitespace); False otherwise
+    (SentencePiece-style replacements, unigram models, anything unknown), which keeps the
+    whole-text tokenization.
+
+    >>> splits_locally(object())
+    False
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if not getattr(tokenizer, "is_fast", False) or backend is None:
+        return False
+    try:
+        spec = json.loads(backend.to_str())
+    except (TypeError, ValueError):
+        return False
+    pre = spec.get("pre_tokenizer") or {}
+    parts = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    return (spec.get("normalizer") is None
+            and (spec.get("model") or {}).get("type") == "BPE"
+            and bool(parts) and all(p.get("type") in _LOCAL_PRE_TOKENIZERS for p in parts))
