@@ -13,8 +13,8 @@ from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.model import load_default_tokenizer
 from saewatch.encode.sae import LoadedSae, SaeExpectations
 from saewatch.models import LLMEvent
-from tests.encode._encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 from tests.support.app import TINY_HOOK, kill_leftovers
+from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from _encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 from saewatch.config import EncodeSettings
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.model import load_default_tokenizer
 from saewatch.encode.sae import LoadedSae, SaeExpectations
+from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 
 
 @pytest.fixture(scope="session")

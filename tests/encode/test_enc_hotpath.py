@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 import torch
-from _encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformers import PreTrainedTokenizerBase
@@ -28,6 +27,7 @@ from saewatch.encode.model import run_to_hook
 from saewatch.encode.pooling import MaxPool
 from saewatch.encode.reader import plan_batches
 from saewatch.models import LLMEvent, SparseCodes, TextField
+from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 
 HOOK = "blocks.1.hook_resid_post"
 

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-from _encode_support import TINY_LAYERS
 from transformers import LlamaForCausalLM
 
 from saewatch.encode.exceptions import HookMappingError
@@ -19,6 +18,7 @@ from saewatch.encode.model import (
     run_to_hook,
     truncate_to_hook,
 )
+from tests.support.encode import TINY_LAYERS
 
 
 def _inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _encode_support import TINY_HIDDEN, make_tiny_llama
 from transformers import PreTrainedTokenizerBase
 
 from saewatch.config import EncodeSettings, SaeRef
@@ -26,6 +25,7 @@ from saewatch.training.train import (
     save_sae_fp16,
     train_topk_sae,
 )
+from tests.support.encode import TINY_HIDDEN, make_tiny_llama
 
 HOOK = "blocks.2.hook_resid_post"
 CORPUS = [

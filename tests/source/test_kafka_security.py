@@ -35,7 +35,6 @@ from saewatch.config import load_settings
 from saewatch.encode.model import load_default_tokenizer
 from saewatch.source.client import producer_options
 from saewatch.source.file import write_events
-from tests.encode._encode_support import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 from tests.source._secure_support import (
     api_bodies,
     client_certificate,
@@ -59,6 +58,7 @@ from tests.support.app import (
     start,
     wait_for,
 )
+from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
 from tests.support.kafka import KafkaCluster, LocalBroker
 
 pytestmark = pytest.mark.kafka

@@ -1,4 +1,6 @@
-"""Builders shared by the encode tests: a tiny random Llama and a random TopK SAE."""
+"""Tiny random models: a random Llama and a random TopK SAE, for the encode, app and
+secured-broker tests (small enough to load in milliseconds; build them seeded where a test compares
+codes across processes)."""
 
 from __future__ import annotations
 
