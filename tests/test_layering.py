@@ -68,3 +68,17 @@ def test_the_runtime_never_imports_the_training_tooling() -> None:
         if name.startswith("saewatch.training")
     ]
     assert offending == []
+
+
+def test_the_daemon_modules_load_no_model_library() -> None:
+    """``saewatch aggregate`` and every daemon's start-up import app/roles; torch, transformers
+    and sae-lens load only when an encoder is built. sae-lens alone took ~12 s to import here
+    (it was reached through the encoder contract's health type)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, saewatch.app, saewatch.roles, saewatch.cli; "
+             "print(sorted(m for m in ('torch', 'transformers', 'sae_lens') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=300)
+    assert done.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ from typing import Any
 
 _EXPORTS = {
     "SAEEncoder": "saewatch.encode.encoder",
-    "EncoderHealth": "saewatch.encode.health",
+    "EncoderHealth": "saewatch.encode.base",
     "ActivationReader": "saewatch.encode.reader",
     "FeatureLabels": "saewatch.encode.labels",
     "FeatureLabel": "saewatch.encode.labels",

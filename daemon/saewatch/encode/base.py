@@ -20,8 +20,30 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from saewatch.encode.health import EncoderHealth
 from saewatch.models import FeatureBatch, LLMEvent
+
+
+@dataclass(frozen=True)
+class EncoderHealth:
+    """Sanity numbers measured on the first tokens the encoder saw (by
+    :class:`saewatch.encode.health.SanityCheck`; kept here, free of torch, because every role
+    imports this contract and the aggregator never loads a model).
+
+    ``fve`` and ``mean_l0`` are ``None`` until a first batch was encoded; ``warnings`` is empty
+    when they fall in the expected ranges.
+    """
+
+    tokens_checked: int
+    done: bool
+    fve: float | None
+    mean_l0: float | None
+    expected_min_fve: float
+    expected_l0_range: tuple[float, float] | None
+    warnings: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ from transformers import PreTrainedModel
 from typing_extensions import override
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.base import DeviceMemory, Encoder, EncoderInfo
+from saewatch.encode.base import DeviceMemory, Encoder, EncoderHealth, EncoderInfo
 from saewatch.encode.default import DEFAULT_MODEL_NAME
 from saewatch.encode.exceptions import SaeLoadError
-from saewatch.encode.health import DEFAULT_SANITY_TOKENS, EncoderHealth, SanityCheck
+from saewatch.encode.health import DEFAULT_SANITY_TOKENS, SanityCheck
 from saewatch.encode.model import load_language_model, parse_hook_name
 from saewatch.encode.pooling import MaxPool, is_plain_topk, topk_codes
 from saewatch.encode.precision import Precision

@@ -19,37 +19,16 @@ report (or its architecture) promises. The numbers stay available for metrics.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
 
+from saewatch.encode.base import EncoderHealth
 from saewatch.encode.sae import SaeExpectations
 
 logger = logging.getLogger(__name__)
 
 # About 20 typical texts' worth of tokens: enough for a stable FVE, cheap to decode.
 DEFAULT_SANITY_TOKENS = 4096
-
-
-@dataclass(frozen=True)
-class EncoderHealth:
-    """Sanity numbers measured on the first tokens the encoder saw.
-
-    ``fve`` and ``mean_l0`` are ``None`` until a first batch was encoded; ``warnings`` is empty
-    when they fall in the expected ranges.
-    """
-
-    tokens_checked: int
-    done: bool
-    fve: float | None
-    mean_l0: float | None
-    expected_min_fve: float
-    expected_l0_range: tuple[float, float] | None
-    warnings: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.warnings
 
 
 class SanityCheck:
