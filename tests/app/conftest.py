@@ -14,7 +14,7 @@ from saewatch.encode.model import load_default_tokenizer
 from saewatch.encode.sae import LoadedSae, SaeExpectations
 from saewatch.models import LLMEvent
 from tests.support.app import TINY_HOOK, kill_leftovers
-from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
+from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae, save_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -57,12 +57,7 @@ def replay_file(tmp_path: Path) -> Callable[[list[LLMEvent], list[bytes]], Path]
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny Llama (with the default tokenizer) and a TopK SAE saved as a user would bring them."""
-    root = tmp_path_factory.mktemp("tiny")
-    tokenizer = load_default_tokenizer()
-    make_tiny_llama(len(tokenizer)).save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    make_topk_sae(TINY_HIDDEN, 256, 8, TINY_HOOK).save_model(str(root / "sae"))
-    return root / "model", root / "sae"
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), TINY_HOOK)
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,6 @@ import pytest
 from kafka import KafkaProducer
 
 from saewatch.config import load_settings
-from saewatch.encode.model import load_default_tokenizer
 from saewatch.source.client import producer_options
 from saewatch.source.file import write_events
 from tests.source._secure_support import (
@@ -58,7 +57,7 @@ from tests.support.app import (
     start,
     wait_for,
 )
-from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
+from tests.support.encode import save_tiny_model
 from tests.support.kafka import KafkaCluster, LocalBroker
 
 pytestmark = pytest.mark.kafka
@@ -95,12 +94,7 @@ def cluster(broker: LocalBroker) -> Iterator[KafkaCluster]:
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny Llama and TopK SAE saved to disk, as in tests/app (whose fixtures are not ours)."""
-    root = tmp_path_factory.mktemp("tiny")
-    tokenizer = load_default_tokenizer()
-    make_tiny_llama(len(tokenizer)).save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    make_topk_sae(TINY_HIDDEN, 256, 8, TINY_HOOK).save_model(str(root / "sae"))
-    return root / "model", root / "sae"
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), TINY_HOOK)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ codes across processes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from sae_lens import TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
@@ -34,3 +36,16 @@ def make_topk_sae(d_in: int, d_sae: int, k: int, hook_name: str, seed: int = 0) 
         d_in=d_in, d_sae=d_sae, k=k, metadata=SAEMetadata(hook_name=hook_name, model_name="tiny")
     )
     return TopKSAE(cfg).eval()
+
+
+def save_tiny_model(root: Path, hook_name: str) -> tuple[Path, Path]:
+    """A tiny Llama (with the default tokenizer) and a TopK SAE on ``hook_name`` saved under
+    ``root`` as a user would bring them: ``(model dir, SAE dir)`` for ``encode.model`` and
+    ``encode.sae.path``."""
+    from saewatch.encode.model import load_default_tokenizer
+
+    tokenizer = load_default_tokenizer()
+    make_tiny_llama(len(tokenizer)).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    make_topk_sae(TINY_HIDDEN, 256, 8, hook_name).save_model(str(root / "sae"))
+    return root / "model", root / "sae"
