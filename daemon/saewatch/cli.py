@@ -96,9 +96,9 @@ _CONFIGURERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
 
 def _register_groups() -> None:
-    from saewatch.commands import daemon, encoding, ingest
+    from saewatch.commands import backtest, daemon, encoding, ingest
 
-    for group in (ingest, encoding, daemon):
+    for group in (ingest, encoding, daemon, backtest):
         _COMMANDS.extend(group.COMMANDS)
         _CONFIGURERS.update(group.CONFIGURERS)
 
