@@ -171,10 +171,9 @@ class App:
             try:
                 source = stack.enter_context(
                     self._source_factory(tracker.next, self.stop_flag.event))
-            except SourceClosedError:
-                if not self.stop_flag.event.is_set():
+            except SourceClosedError as exc:
+                if not self.stop_flag.explains(exc):
                     raise
-                logger.info("stopped before the Kafka broker answered; nothing was read")
                 return 0
             self.readiness.source = source
             checkpointer = Checkpointer(

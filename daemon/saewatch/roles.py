@@ -111,10 +111,9 @@ class EncodeWorker:
                 stack.callback(producer.close)
                 source = stack.enter_context(
                     self._source_factory(_no_resume, self.stop_flag.event))
-            except SourceClosedError:  # a signal while the broker was away: a clean stop
-                if not self.stop_flag.event.is_set():
+            except SourceClosedError as exc:  # a signal while the broker was away: a clean stop
+                if not self.stop_flag.explains(exc):
                     raise
-                logger.info("stopped before the Kafka broker answered; nothing was read")
                 return 0
             self.readiness.source = source
             self._loop(source, encoder, producer)

@@ -31,6 +31,7 @@ from saewatch.encode.base import Encoder
 from saewatch.export.metrics import PipelineMetrics
 from saewatch.models import TEXT_FIELDS, FeatureBatch, SourceBatch, TopicPartition
 from saewatch.source.base import ResumeOffset, Source
+from saewatch.source.exceptions import SourceClosedError
 from saewatch.state.monitor import MonitorState
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,20 @@ class StopFlag:
         logger.info("signal %s: finishing the batch in hand, then checkpointing", signum)
         self.event.set()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    def explains(self, exc: SourceClosedError) -> bool:
+        """Whether ``exc`` (a source or producer that gave up connecting) is this flag's doing:
+        a signal while the broker was away is a clean stop, anything else an error.
+
+        >>> flag = StopFlag()
+        >>> flag.explains(SourceClosedError("gave up")), flag.event.set(), flag.explains(
+        ...     SourceClosedError("gave up"))
+        (False, None, True)
+        """
+        if not self.event.is_set():
+            return False
+        logger.info("stopped before the Kafka broker answered; nothing was read")
+        return True
 
     @contextmanager
     def installed(self) -> Iterator[StopFlag]:
