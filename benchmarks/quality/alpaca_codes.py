@@ -55,13 +55,21 @@ def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def encoder_key(settings: EncodeSettings) -> str:
     """Names the cache folder: SAE config and weights digest plus code-changing settings."""
     from saewatch.encode.default import default_sae_dir
+    from saewatch.encode.presence import PRESENCE_FILE
 
     sae_dir = Path(settings.sae.path) if settings.sae and settings.sae.path else default_sae_dir()
     digest = hashlib.sha256()
     for name in ("cfg.json", "sae_weights.safetensors"):
         digest.update((sae_dir / name).read_bytes())
-    digest.update(f"{settings.model}|{settings.max_tokens_per_text}|{settings.threshold}|"
-                  f"{settings.use_chat_template}|{cache_precision(settings)}".encode())
+    digest.update(f"{settings.model}|{settings.max_tokens_per_text}|{settings.tail_tokens}|"
+                  f"{settings.threshold}|{settings.use_chat_template}|"
+                  f"{cache_precision(settings)}".encode())
+    # Presence thresholds filter the codes: their content is part of what the codes are.
+    presence = settings.presence_thresholds
+    path = sae_dir / PRESENCE_FILE if presence == "auto" else None if presence == "none" else (
+        Path(presence))
+    if path is not None and path.is_file():
+        digest.update(path.read_bytes())
     return f"sae-{digest.hexdigest()[:16]}"  # content only: a copied SAE keeps its cache
 
 

@@ -33,8 +33,12 @@ N_SEMANTIC = 48  # responses per side: enough for a clear gap, ~1 minute on 2 co
 
 @pytest.fixture(scope="module")
 def encoder() -> SAEEncoder:
+    # The SAE itself, before the shipped presence thresholds (tests/encode/test_presence.py):
+    # those keep ~1/10 of the features per response on purpose, and the z > 4 count below
+    # was set for the dense codes (with them: between=4 within=0 here).
     return SAEEncoder.from_settings(
-        EncodeSettings(device="cpu", max_tokens_per_text=128, sanity_tokens=4096)
+        EncodeSettings(device="cpu", max_tokens_per_text=128, sanity_tokens=4096,
+                       presence_thresholds="none")
     )
 
 

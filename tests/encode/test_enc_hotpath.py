@@ -38,7 +38,10 @@ def reference_codes(encoder: SAEEncoder, texts: Sequence[str], field: TextField)
     tok, budget = reader.text.tokenizer, reader.text.max_tokens_per_text
     prefix = reader.text.prefix(field)
     encoded = tok(list(texts), add_special_tokens=False, split_special_tokens=True).input_ids
-    docs = [(prefix + list(ids[:budget]), len(ids) > budget) for ids in encoded]
+    tail = reader.text.tail_tokens_per_text
+    docs = [(prefix + (list(ids) if len(ids) <= budget else
+                       list(ids[: budget - tail]) + (list(ids[-tail:]) if tail else [])),
+             len(ids) > budget) for ids in encoded]
     rows: list[tuple[np.ndarray, np.ndarray]] = [
         (np.zeros(0, np.int32), np.zeros(0, np.float16))] * len(docs)
     wanted = [i for i, (ids, _) in enumerate(docs) if len(ids) > len(prefix)]
@@ -181,14 +184,16 @@ def _adversarial_texts() -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("budget", [8, 24, 256])
+@pytest.mark.parametrize(("budget", "tail"), [(8, 0), (24, 0), (256, 0), (24, 6), (256, 64)])
 def test_prefix_tokenization_equals_whole_text_tokenization(
-    tokenizer: PreTrainedTokenizerBase, budget: int
+    tokenizer: PreTrainedTokenizerBase, budget: int, tail: int
 ) -> None:
+    """The head (and tail) shortcuts give the whole text's tokens: first ``budget - tail``
+    and last ``tail`` of a longer text."""
     from saewatch.encode.text import TextTokenizer, splits_locally
 
     assert splits_locally(tokenizer)  # the default tokenizer takes the prefix shortcut
-    text = TextTokenizer(tokenizer, budget, use_chat_template=True)
+    text = TextTokenizer(tokenizer, budget, use_chat_template=True, tail_tokens_per_text=tail)
     texts = [r.output for r in read_alpaca("gpt4_1106_preview_verbose")[:300]]
     texts += [r.instruction for r in read_alpaca("gpt4_1106_preview")[:100]]
     texts += _adversarial_texts() + ["", " ", "a" * 5000, " " * 3000 + "tail"]
@@ -196,8 +201,12 @@ def test_prefix_tokenization_equals_whole_text_tokenization(
     for field in ("prompt", "response"):
         got = text.tokenize(texts, field)
         for doc, ids in zip(got, whole, strict=True):
-            assert doc.ids[doc.start :] == ids[:budget]
+            kept = ids if len(ids) <= budget else ids[: budget - tail] + ids[len(ids) - tail:]
+            assert doc.ids[doc.start :] == kept
             assert doc.truncated == (len(ids) > budget)
+        if tail:  # the endings are there: the last token of every cut text is its own last
+            cut = [(d, ids) for d, ids in zip(got, whole, strict=True) if d.truncated]
+            assert cut and all(d.ids[-1] == ids[-1] for d, ids in cut)
 
 
 def test_replayed_forward_gives_the_real_codes_and_times_every_stage(

@@ -60,7 +60,8 @@ class CodeCache:
         self.encoder_id = encoder_id
         self.dir = root / _safe(encoder_id)
         # Truncation and the chat template change the codes but not the encoder id.
-        self._salt = f"{settings.max_tokens_per_text}\0{settings.use_chat_template}\0"
+        self._salt = (f"{settings.max_tokens_per_text}\0{settings.tail_tokens}\0"
+                      f"{settings.use_chat_template}\0")
 
     def _path(self, field: TextField, text: str) -> Path:
         digest = hashlib.sha256(f"{self._salt}{field}\0{text}".encode()).hexdigest()

@@ -1,4 +1,5 @@
-"""``saewatch encode-file``, ``train-sae`` and ``label-features``: the encoder's tools."""
+"""``saewatch encode-file``, ``train-sae``, ``label-features`` and ``calibrate-thresholds``:
+the encoder's tools."""
 
 from __future__ import annotations
 
@@ -88,6 +89,51 @@ def cmd_label_features(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_calibrate_thresholds(args: argparse.Namespace, settings: Settings) -> int:
+    """Calibrate per-feature presence thresholds for the configured SAE (or --sae DIR) on a
+    reference corpus (default: the shipped demo sample's real models; or --corpus, a JSONL file of events):
+    t_j = rho * the 99.9th percentile of feature j's nonzero token activations, one rho making
+    the median document keep --target-present features. Writes presence_thresholds.json
+    (default: beside the SAE, where encode.presence_thresholds: auto finds it) and prints what
+    a document keeps per field without and with them."""
+    from saewatch.encode.exceptions import EncodeError
+    from saewatch.source.exceptions import ReplayFileError
+    from saewatch.source.file import read_events
+    from saewatch.training.calibration import run_calibrate_thresholds, sample_corpus
+
+    try:
+        if args.corpus is not None:
+            events, corpus = list(read_events(args.corpus)), args.corpus.name
+        else:
+            events, corpus = sample_corpus()
+        if args.limit is not None:
+            events = events[: args.limit]
+        fields = None if args.fit_on == "all" else [args.fit_on]
+        result = run_calibrate_thresholds(settings.encode, events, f"{corpus}, {len(events)} "
+                                          "events", args.target_present, args.out,
+                                          sae_dir=args.sae, fit_fields=fields)
+    except (EncodeError, ReplayFileError) as exc:
+        sys.stderr.write(f"saewatch: {exc}\n")
+        return 1
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def configure_calibrate_thresholds(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sae", type=Path, default=None,
+                        help="sae-lens SAE folder (default: encode.sae, else the shipped one)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="JSONL file of events (default: the shipped demo sample)")
+    parser.add_argument("--target-present", type=float, default=48.0,
+                        help="median present features per document (default: %(default)g)")
+    parser.add_argument("--fit-on", choices=["all", "prompt", "response"], default="all",
+                        help="documents the median is taken over (default: %(default)s: prompts "
+                        "and responses together)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many events")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="file to write (default: presence_thresholds.json beside the SAE)")
+
+
 def configure_encode_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", type=Path, default=None, help="JSONL file of LLM events")
     parser.add_argument(
@@ -134,9 +180,12 @@ COMMANDS = [
     ("encode-file", cmd_encode_file, "encode events (JSONL or AlpacaEval) into SAE codes"),
     ("train-sae", cmd_train_sae, "train a TopK SAE on the corpus (the default SAE's recipe)"),
     ("label-features", cmd_label_features, "label SAE features from top activations"),
+    ("calibrate-thresholds", cmd_calibrate_thresholds,
+     "calibrate per-feature presence thresholds on a reference corpus"),
 ]
 CONFIGURERS = {
     "encode-file": configure_encode_file,
     "train-sae": configure_train_sae,
     "label-features": configure_label_features,
+    "calibrate-thresholds": configure_calibrate_thresholds,
 }

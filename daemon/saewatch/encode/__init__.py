@@ -28,6 +28,7 @@ _EXPORTS = {
     "load_language_model": "saewatch.encode.model",
     "parse_hook_name": "saewatch.encode.model",
     "HookPoint": "saewatch.encode.model",
+    "PresenceThresholds": "saewatch.encode.presence",
 }
 
 __all__ = sorted(_EXPORTS)

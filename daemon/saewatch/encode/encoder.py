@@ -2,7 +2,9 @@
 
 Per text: hook activations of its own tokens (see :mod:`saewatch.encode.reader`) are encoded by
 the SAE, max-pooled over tokens (the document vector), and the features above ``threshold``
-("fired anywhere") are kept with their pooled values for ranking.
+("fired anywhere") are kept with their pooled values for ranking; with presence thresholds
+(:mod:`saewatch.encode.presence`) only those whose pooled value reaches their own calibrated
+threshold.
 
 The hot path (issue 17) keeps Python out of the per-token and per-document work: one tokenizer
 call per poll for both fields (:meth:`ActivationReader.tokenize_fields`), padding and text
@@ -22,7 +24,7 @@ Build the offline default in one call (loads SmolLM2-135M-Instruct and the shipp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,6 +41,7 @@ from saewatch.encode.health import DEFAULT_SANITY_TOKENS, SanityCheck
 from saewatch.encode.model import load_language_model, parse_hook_name
 from saewatch.encode.pooling import MaxPool, is_plain_topk, topk_codes
 from saewatch.encode.precision import Precision
+from saewatch.encode.presence import PresenceThresholds, resolve_presence
 from saewatch.encode.reader import ActivationReader, TokenBatch, resolve_device
 from saewatch.encode.sae import LoadedSae, SaeExpectations, load_sae
 from saewatch.encode.text import TokenizedText
@@ -47,6 +50,8 @@ from saewatch.models import FeatureBatch, LLMEvent, SparseCodes, TextField
 logger = logging.getLogger(__name__)
 
 _Row = tuple[np.ndarray, np.ndarray]
+# (feature ids, values) of one batch's nonzero token-level SAE activations, flat, on the device.
+TokenSink = Callable[[torch.Tensor, torch.Tensor], None]
 FIELDS: tuple[TextField, TextField] = ("prompt", "response")
 
 
@@ -63,6 +68,9 @@ class SAEEncoder(Encoder):
         Names model, hook and SAE; state refuses to mix codes of two encoders.
     threshold
         A feature fires in a document when its max-pooled activation exceeds this.
+    presence
+        Per-feature thresholds applied after pooling (a feature is present where its pooled
+        value reaches its own threshold); ``None``: ``threshold`` alone decides.
     expectations
         Healthy FVE/L0 ranges for the sanity check on the first tokens.
     sanity_tokens
@@ -79,6 +87,7 @@ class SAEEncoder(Encoder):
         sanity_tokens: int = DEFAULT_SANITY_TOKENS,
         model_name: str = DEFAULT_MODEL_NAME,
         sae_id: str = "",
+        presence: PresenceThresholds | None = None,
     ) -> None:
         if int(sae.cfg.d_in) != reader.d_model:
             raise SaeLoadError(
@@ -92,6 +101,10 @@ class SAEEncoder(Encoder):
         self._info = EncoderInfo(model=model_name, hook=reader.hook.hook_name, sae=sae_id,
                                  device=str(reader.device), precision=reader.precision)
         self.threshold = threshold
+        if presence is not None:
+            presence.check(self.d_sae)
+        # Public so that tools can filter codes cached without them (benchmarks).
+        self.presence = presence
         # sae-lens' own TopK SAE is pooled from its top-k alone, never densified per token.
         self._topk = is_plain_topk(self.sae)
         self._sanity = SanityCheck(
@@ -127,6 +140,7 @@ class SAEEncoder(Encoder):
             device=settings.device,
             precision=settings.precision,
             max_tokens_per_text=settings.max_tokens_per_text,
+            tail_tokens_per_text=settings.tail_tokens,
             max_tokens_per_batch=settings.max_tokens_per_batch,
             use_chat_template=settings.use_chat_template,
         )
@@ -134,6 +148,10 @@ class SAEEncoder(Encoder):
         encoder_id = f"{name}/{hook.hook_name}/{loaded.sae_id}"
         if settings.threshold > 0:  # other thresholds give other codes: never mix them
             encoder_id += f"/threshold={settings.threshold:g}"
+        presence = resolve_presence(settings.presence_thresholds, loaded.directory,
+                                    int(loaded.sae.cfg.d_sae))
+        if presence is not None:  # likewise: codes with and without them never share a state
+            encoder_id += f"/presence={presence.digest}"
         return cls(
             reader,
             loaded.sae,
@@ -143,6 +161,7 @@ class SAEEncoder(Encoder):
             sanity_tokens=settings.sanity_tokens,
             model_name=name,
             sae_id=loaded.sae_id,
+            presence=presence,
         )
 
     @property
@@ -211,17 +230,26 @@ class SAEEncoder(Encoder):
         """Sparse codes of ``texts`` read as ``field`` turns, in input order."""
         return self.encode_docs(self.reader.tokenize(texts, field))
 
-    def encode_docs(self, docs: Sequence[TokenizedText]) -> SparseCodes:
-        """Sparse codes of tokenized texts, in input order (pooled on the device)."""
+    def encode_docs(
+        self, docs: Sequence[TokenizedText], on_tokens: TokenSink | None = None
+    ) -> SparseCodes:
+        """Sparse codes of tokenized texts, in input order (pooled on the device).
+
+        ``on_tokens`` also receives each batch's token-level activations (calibration).
+        """
         pool = MaxPool(len(docs), self.d_sae, self.reader.device, self.threshold)
-        for _ in self.reader.map_batches(docs, lambda batch: self._add(pool, batch)):
+        for _ in self.reader.map_batches(docs, lambda batch: self._add(pool, batch, on_tokens)):
             pass
         with self.reader.clock.stage("assemble"):
             n_tokens = np.fromiter((d.n_tokens for d in docs), np.int32, len(docs))
             truncated = np.fromiter((d.truncated for d in docs), bool, len(docs))
-            return pool.finish(n_tokens, truncated)
+            return self._present(pool.finish(n_tokens, truncated))
 
-    def _add(self, pool: MaxPool, batch: TokenBatch) -> None:
+    def _present(self, codes: SparseCodes) -> SparseCodes:
+        """The per-feature presence filter, on every path that makes document codes."""
+        return codes if self.presence is None else self.presence.apply(codes)
+
+    def _add(self, pool: MaxPool, batch: TokenBatch, on_tokens: TokenSink | None = None) -> None:
         """SAE-encode one batch's tokens and max-pool them into their documents' rows."""
         clock = self.reader.clock
         with torch.inference_mode():
@@ -230,6 +258,10 @@ class SAEEncoder(Encoder):
                     values, indices = topk_codes(self.sae, batch.acts)
                 with clock.stage("pool"):
                     pool.add_topk(batch.docs, batch.doc_index, values, indices)
+                # After pooling: a CUDA OOM there retries the batch, which must not feed twice.
+                if on_tokens is not None:
+                    fired = values > 0
+                    on_tokens(indices[fired], values[fired])
                 return
             with clock.stage("sae"):
                 feats = self.sae.encode(batch.acts)
@@ -237,14 +269,19 @@ class SAEEncoder(Encoder):
                     self._sanity.update(batch.acts, self.sae.decode(feats), feats)
             with clock.stage("pool"):
                 pool.add_dense(batch.docs, batch.doc_index, feats)
+            if on_tokens is not None:
+                rows, cols = (feats > 0).nonzero(as_tuple=True)
+                on_tokens(cols, feats[rows, cols])
 
-    def _pool(self, batch: TokenBatch) -> tuple[list[int], list[_Row]]:
+    def _pool(self, batch: TokenBatch, presence: bool = True) -> tuple[list[int], list[_Row]]:
         """One batch's codes as (its documents, one (ids, values) row each): for tools that
-        read batches themselves (``benchmarks/detection/cache.py``); same codes as encode."""
+        read batches themselves (``benchmarks/detection/cache.py``); same codes as encode,
+        or without the presence thresholds (``presence=False``: a cache that serves any)."""
         pool = MaxPool(len(batch.docs), self.d_sae, self.reader.device, self.threshold)
         self._add(pool, TokenBatch(list(range(len(batch.docs))), batch.acts, batch.doc_index,
                                    batch.token_ids))
-        codes = pool.finish(np.zeros(len(batch.docs), np.int32), np.zeros(len(batch.docs), bool))
+        pooled = pool.finish(np.zeros(len(batch.docs), np.int32), np.zeros(len(batch.docs), bool))
+        codes = self._present(pooled) if presence else pooled
         return batch.docs, [codes.row(d) for d in range(len(batch.docs))]
 
     def dense_embed(self, texts: Sequence[str], field: TextField = "response") -> np.ndarray:

@@ -25,3 +25,8 @@ class LabelsError(EncodeError):
 
 class TrainingError(EncodeError):
     """Training the SAE failed (no data, bad settings)."""
+
+
+class PresenceThresholdsError(EncodeError):
+    """A presence thresholds file is missing, malformed or does not fit the SAE, or
+    calibrating one failed; the message says how to recalibrate or turn them off."""

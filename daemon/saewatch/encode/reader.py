@@ -112,7 +112,7 @@ class ActivationReader:
         on this CPU, else fp32 (:mod:`saewatch.encode.precision`). ``bf16`` on CPU always
         uses bf16 autocast, ``fp32`` never. ``precision`` then holds the concrete choice and
         ``precision_choice`` the reason.
-    max_tokens_per_text, max_tokens_per_batch, use_chat_template
+    max_tokens_per_text, max_tokens_per_batch, use_chat_template, tail_tokens_per_text
         As in :class:`saewatch.config.EncodeSettings`.
     early_exit
         Drop the layers after the hook (default); ``False`` only to measure what it saves.
@@ -129,12 +129,14 @@ class ActivationReader:
         max_tokens_per_batch: int = 8192,
         use_chat_template: bool = True,
         early_exit: bool = True,
+        tail_tokens_per_text: int = 0,
     ) -> None:
         self.hook = hook
         self.device = resolve_device(device)
         self.requested_precision: Precision = precision
         self.max_tokens_per_batch = max_tokens_per_batch
-        self.text = TextTokenizer(tokenizer, max_tokens_per_text, use_chat_template)
+        self.text = TextTokenizer(tokenizer, max_tokens_per_text, use_chat_template,
+                                  tail_tokens_per_text)
         longest = max(len(self.text.prefix("prompt")), len(self.text.prefix("response")))
         limit = getattr(model.config, "max_position_embeddings", None)
         if isinstance(limit, int) and longest + max_tokens_per_text > limit:

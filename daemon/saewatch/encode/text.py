@@ -71,12 +71,21 @@ class TextTokenizer:
         Budget for the text's own tokens; longer texts keep their first tokens.
     use_chat_template
         Render the text as its chat turn when the tokenizer has a template.
+    tail_tokens_per_text
+        Of the budget of a longer text, how many tokens come from its end: the model reads the
+        head, then the tail right after it, so endings (sign-offs, disclaimers, closing
+        questions) are encoded too. 0 keeps the head only.
     """
 
-    def __init__(self, tokenizer: Any, max_tokens_per_text: int, use_chat_template: bool) -> None:
+    def __init__(self, tokenizer: Any, max_tokens_per_text: int, use_chat_template: bool,
+                 tail_tokens_per_text: int = 0) -> None:
+        if not 0 <= tail_tokens_per_text < max_tokens_per_text:
+            raise ValueError(f"tail_tokens_per_text={tail_tokens_per_text} must be >= 0 and "
+                             f"below max_tokens_per_text={max_tokens_per_text}")
         self.tokenizer = tokenizer
         self.max_tokens_per_text = max_tokens_per_text
         self.use_chat_template = use_chat_template
+        self.tail_tokens_per_text = tail_tokens_per_text
         self._local = splits_locally(tokenizer)
         self._prefix: dict[TextField, list[int]] = {
             field: self._prefix_ids(field) for field in ("prompt", "response")
@@ -104,50 +113,89 @@ class TextTokenizer:
         encoded = self._encode(texts)
         out: list[list[TokenizedText]] = []
         at = 0
-        budget = self.max_tokens_per_text
         for group, field in groups:
             prefix = self._prefix[field]
             start = len(prefix)
-            out.append([TokenizedText(ids=prefix + list(ids[:budget]), start=start,
-                                      truncated=len(ids) > budget)
-                        for ids in encoded[at : at + len(group)]])
+            out.append([TokenizedText(ids=prefix + kept, start=start, truncated=cut)
+                        for kept, cut in encoded[at : at + len(group)]])
             at += len(group)
         return out
+
+    def _keep(self, ids: Sequence[int], tail: Sequence[int] | None = None) -> tuple[list[int], bool]:
+        """The budget's tokens of a text: all of them, or its head and its last ``tail_tokens``.
+
+        ``ids`` are the text's tokens (exact at least up to ``max_tokens_per_text + 1``);
+        ``tail`` its exact last tokens when ``ids`` stops before the end of the text.
+        """
+        budget = self.max_tokens_per_text
+        if tail is None and len(ids) <= budget:
+            return list(ids), False
+        n_tail = self.tail_tokens_per_text
+        if n_tail == 0:
+            return list(ids[:budget]), True
+        last = list(ids if tail is None else tail)[-n_tail:]
+        return list(ids[: budget - n_tail]) + last, True
 
     def _call(self, texts: list[str]) -> Any:
         return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True,
                               return_attention_mask=False, return_token_type_ids=False)
 
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text, exact up to ``max_tokens_per_text + 1`` tokens.
+    def _encode(self, texts: list[str]) -> list[tuple[list[int], bool]]:
+        """The kept token ids of each text (:meth:`_keep`) and whether it was cut.
 
         Where the pre-tokenizer is local (:func:`splits_locally`), a text longer than
         ``max_tokens_per_text * CUT_CHARS_PER_TOKEN`` characters is tokenized from that prefix
         only: its tokens before the prefix's last ``UNSAFE_TAIL_WORDS`` pre-tokens are the full
-        text's. If those are not enough to fill the budget, the text is tokenized whole.
+        text's. Its tail, likewise, from its last ``tail_tokens_per_text * CUT_CHARS_PER_TOKEN``
+        characters, dropping the tokens of the first ``UNSAFE_TAIL_WORDS`` pre-tokens (a
+        regex split resynchronises within a pre-token or two of where it starts). If either
+        part is too short to fill its share, the text is tokenized whole.
         """
         if not self._local:
-            return list(self._call(texts).input_ids)
+            return [self._keep(ids) for ids in self._call(texts).input_ids]
         cut = int(self.max_tokens_per_text * CUT_CHARS_PER_TOKEN)
         encoded = self._call([t[:cut] for t in texts])
-        ids: list[list[int]] = list(encoded.input_ids)
-        whole = []
-        for i, text in enumerate(texts):
-            if len(text) <= cut:
-                continue
+        out = [self._keep(ids) for ids in encoded.input_ids]
+        long = [i for i, text in enumerate(texts) if len(text) > cut]
+        heads: dict[int, list[int]] = {}
+        for i in long:
             words = encoded.word_ids(i)
             last = next((w for w in reversed(words) if w is not None), None)
             safe = 0 if last is None else bisect_left(words, last - UNSAFE_TAIL_WORDS + 1,
                                                       key=lambda w: -1 if w is None else w)
             if safe > self.max_tokens_per_text:
-                ids[i] = ids[i][:safe]
-            else:
+                heads[i] = encoded.input_ids[i][:safe]
+        tails = self._tails([texts[i] for i in heads]) if self.tail_tokens_per_text else {}
+        whole = [i for i in long if i not in heads]
+        for j, i in enumerate(heads):
+            if self.tail_tokens_per_text and j not in tails:
                 whole.append(i)
-        if whole:  # dense text (few characters per token): no prefix shortcut
+            else:
+                out[i] = self._keep(heads[i], tails.get(j))
+        if whole:  # dense text (few characters per token): no shortcut
             for i, full in zip(whole, self._call([texts[i] for i in whole]).input_ids,
                                strict=True):
-                ids[i] = full
-        return ids
+                out[i] = self._keep(full)
+        return out
+
+    def _tails(self, texts: list[str]) -> dict[int, list[int]]:
+        """Exact last tokens (at least ``tail_tokens_per_text``) of long texts, by position;
+        a text whose cut end holds too few safe tokens is left out (tokenize it whole)."""
+        cut = int(self.tail_tokens_per_text * CUT_CHARS_PER_TOKEN)
+        if not texts:
+            return {}
+        encoded = self._call([t[-cut:] for t in texts])
+        found: dict[int, list[int]] = {}
+        for i, ids in enumerate(encoded.input_ids):
+            words = encoded.word_ids(i)
+            first = next((w for w in words if w is not None), None)
+            if first is None:
+                continue
+            safe = bisect_left(words, first + UNSAFE_TAIL_WORDS,
+                               key=lambda w: -1 if w is None else w)
+            if len(ids) - safe >= self.tail_tokens_per_text:
+                found[i] = list(ids[safe:])
+        return found
 
     def _prefix_ids(self, field: TextField) -> list[int]:
         tok = self.tokenizer

@@ -16,121 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from saewatch.config.base import Section as _Section
+from saewatch.config.source import KafkaSettings as KafkaSettings
+from saewatch.config.source import SourceSettings as SourceSettings
 from saewatch.errors import ConfigError
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KafkaSettings(_Section):
-    """Connection and topics. Credentials come from the environment or a file, never logged."""
-
-    bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"])
-    topic: str = "llm-events"
-    dlq_topic: str | None = None  # default: "<topic>.dlq"
-    features_topic: str = "llm-features"
-    group_id: str = "saewatch"
-    client_id: str = "saewatch"
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    sasl_password_file: Path | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None  # a client certificate (mutual TLS), PEM
-    ssl_keyfile: Path | None = None  # its private key, PEM (default: inside ssl_certfile)
-    ssl_password: SecretStr | None = None  # the password of an encrypted private key
-    ssl_password_file: Path | None = None
-    max_poll_records: int = Field(default=128, ge=1, le=10_000)
-    # Encoding a batch on CPU can take tens of seconds; the poll interval must exceed it.
-    max_poll_interval_ms: int = Field(default=600_000, ge=10_000)
-    session_timeout_ms: int = Field(default=45_000, ge=6_000)
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    request_timeout_ms: int = Field(default=30_000, ge=1_000)
-    retry_backoff_s: float = Field(default=1.0, gt=0)
-    retry_backoff_max_s: float = Field(default=30.0, gt=0)
-
-    @property
-    def dlq_topic_name(self) -> str:
-        return self.dlq_topic or f"{self.topic}.dlq"
-
-    @model_validator(mode="after")
-    def _check_security(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
-            raise ValueError(
-                f"security_protocol {self.security_protocol} needs kafka.sasl_mechanism"
-            )
-        for secret in ("sasl_password", "ssl_password"):
-            if getattr(self, secret) is not None and getattr(self, f"{secret}_file") is not None:
-                raise ValueError(f"set kafka.{secret} or kafka.{secret}_file, not both")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file",
-                     "ssl_password_file"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                raise ValueError(f"kafka.{name}: file {path} does not exist")
-        if (self.ssl_keyfile is not None or self.key_password() is not None) and (
-            self.ssl_certfile is None
-        ):
-            raise ValueError("kafka.ssl_keyfile and kafka.ssl_password belong to a client "
-                             "certificate: set kafka.ssl_certfile too")
-        self._check_credentials()
-        return self
-
-    def _check_credentials(self) -> None:
-        # kafka-python would fail on its IO thread, or log in with an empty password.
-        if not self.security_protocol.startswith("SASL") or self.sasl_mechanism == "OAUTHBEARER":
-            return
-        if not self.sasl_username:
-            raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs kafka.sasl_username "
-                             "(SAEWATCH_KAFKA__SASL_USERNAME)")
-        if not self.password():
-            raise ValueError(
-                f"sasl_mechanism {self.sasl_mechanism} needs a password: kafka.sasl_password "
-                "(SAEWATCH_KAFKA__SASL_PASSWORD) or kafka.sasl_password_file"
-                + (f" ({self.sasl_password_file} is empty)" if self.sasl_password_file else "")
-            )
-
-    def password(self) -> str | None:
-        """The SASL password, from ``sasl_password_file`` (re-read each call) or the setting."""
-        return _secret(self.sasl_password, self.sasl_password_file)
-
-    def key_password(self) -> str | None:
-        """The password of the client key (``ssl_keyfile``), from the file or the setting."""
-        return _secret(self.ssl_password, self.ssl_password_file)
-
-
-def _secret(value: SecretStr | None, path: Path | None) -> str | None:
-    # A file's trailing newline is not part of the secret (echo and editors add one).
-    if path is not None:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
-    return value.get_secret_value() if value is not None else None
-
-
-class SourceSettings(_Section):
-    """Where events come from and how big one may be."""
-
-    kind: Literal["kafka", "file"] = "kafka"
-    path: Path | None = None  # JSONL file for kind=file
-    max_chars: int = Field(default=8_000, ge=16)  # per text field; longer texts are truncated
-    batch_size: int = Field(default=64, ge=1, le=10_000)
-    # `saewatch aggregate` reads codes that are computed already; each poll costs a Kafka fetch
-    # round trip, so small batches leave it waiting (64 -> 512: ~4x, docs/BENCHMARKS.md).
-    features_batch_size: int = Field(default=512, ge=1, le=10_000)
-    poll_timeout_s: float = Field(default=1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _check_path(self) -> SourceSettings:
-        if self.kind == "file" and self.path is None:
-            raise ValueError("source.kind=file needs source.path (a JSONL file of events)")
-        return self
 
 
 class SaeRef(_Section):
@@ -158,8 +50,14 @@ class EncodeSettings(_Section):
     labels_path: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_tokens_per_text: int = Field(default=256, ge=8)
+    # Of a longer text's budget, the tokens taken from its end, so sign-offs, disclaimers and
+    # closing questions are encoded; None = a quarter of the budget (first 192 + last 64 of
+    # 256), 0 keeps the head only. ``tail_tokens`` is the value in force.
+    tail_tokens_per_text: int | None = Field(default=None, ge=0)
     max_tokens_per_batch: int = Field(default=8_192, ge=64)
     threshold: float = Field(default=0.0, ge=0.0)
+    # Per-feature thresholds (encode/presence.py): auto = the SAE's presence_thresholds.json if any
+    presence_thresholds: Path | Literal["auto", "none"] = "auto"
     use_chat_template: bool = True
     cpu_threads: int | None = Field(default=None, ge=1)
     # auto: bf16 weights on CUDA; on CPU bf16 autocast where the CPU has native bf16
@@ -168,6 +66,22 @@ class EncodeSettings(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Tokens the FVE/L0 sanity check looks at on the first batches (0 turns it off).
     sanity_tokens: int = Field(default=4_096, ge=0)
+
+    @model_validator(mode="after")
+    def _check_tail(self) -> EncodeSettings:
+        if self.tail_tokens >= self.max_tokens_per_text:
+            raise ValueError(
+                f"encode.tail_tokens_per_text={self.tail_tokens_per_text} must be below "
+                f"encode.max_tokens_per_text={self.max_tokens_per_text} (the head keeps the rest)"
+            )
+        return self
+
+    @property
+    def tail_tokens(self) -> int:
+        """Tokens of a longer text's budget taken from its end (``tail_tokens_per_text``)."""
+        if self.tail_tokens_per_text is None:
+            return self.max_tokens_per_text // 4
+        return self.tail_tokens_per_text
 
 
 class WindowSettings(_Section):
@@ -200,6 +114,9 @@ class StateSettings(_Section):
     cooccurrence_top_n: int = Field(default=256, ge=8, le=4_096)
     retrieval_capacity: int = Field(default=100_000, ge=100)
     examples_per_feature: int = Field(default=5, ge=1, le=50)
+    # The pooled drift test of each version against the one before (state/bets.py): recent
+    # events kept per version to pair a release's first events with, and unpaired ones per side.
+    bet_queue_events: int = Field(default=1_024, ge=16, le=100_000)
     store_snippets: bool = True  # off for privacy: no text is kept or served
     snippet_chars: int = Field(default=280, ge=20, le=4_000)
     cluster_dims: int = Field(default=48, ge=4, le=512)
@@ -249,6 +166,12 @@ class DiffSettings(_Section):
     # the features (one Bonferroni over both, so the false-alarm rate stays <= alpha); off, they
     # are still tested and reported (at alpha of their own) but never make the verdict drift.
     descriptors_in_verdict: bool = True
+    # The pooled betting test over all features and descriptors (state/betting.py) is the
+    # verdict's main test where it runs (a version against the one before); it gets this share
+    # of alpha, the per-feature and descriptor family the rest (a union bound: <= alpha in all).
+    # 0 turns it off (the family alone decides, with all of alpha). The bet weighs descriptors
+    # too, whatever descriptors_in_verdict says.
+    bet_alpha_share: float = Field(default=0.5, ge=0, lt=1)
 
 
 class WebSettings(_Section):
