@@ -174,12 +174,20 @@ def status_line(elapsed: float, handled: int, total: int, report: DriftReport | 
 
 
 def describe(result: ComparisonResult) -> str:
-    """The moved text descriptors, then the top features each way, as the demo prints them."""
+    """The moved text descriptors, the themes, then the top features each way, as the demo
+    prints them."""
     lines = [f"drift score {result.drift_score:.2f}, {result.n_significant} significant features"]
     moved = result.moved_descriptors
     if moved:  # descriptors first: "responses 58% shorter" is what a reader looks for
         lines.append("  text descriptors that moved:")
         lines += [f"    {d.text}" for d in moved[:5]]
+    if result.themes:  # then one line per group of co-firing features, not a dozen ids
+        lines.append(f"  themes ({result.n_significant_themes} among the significant features):")
+        for direction in ("up", "down"):
+            for t in [t for t in result.themes if t.direction == direction][:3]:
+                more = f" +{t.size - 1}" if t.size > 1 else ""
+                lines.append(f"    {direction:<4} {t.share_baseline:6.1%} -> {t.share_candidate:6.1%}"
+                             f"  #{t.leader}{more:<4} {' · '.join(t.labels)}")
     for title, deltas in (("more frequent in v2", result.top_up),
                           ("less frequent in v2", result.top_down)):
         lines.append(f"  {title}:")

@@ -22,7 +22,9 @@ from typing import Literal, Protocol
 
 from saewatch.errors import SaewatchError
 from saewatch.models import (
+    BetEvidence,
     ClusterShare,
+    CooccurrenceCounts,
     DescriptorStats,
     FeatureCounts,
     FeatureDetail,
@@ -71,6 +73,18 @@ class RetrievalSource(Protocol):
         """Events whose codes hold any (``"or"``) or all (``"and"``) of ``features``."""
         ...
 
+    def cooccurrence(
+        self,
+        features: Sequence[int],
+        model_id: str,
+        versions: Sequence[str],
+        field: TextField = "response",
+    ) -> CooccurrenceCounts:
+        """How often ``features`` (at most ``MAX_COOCCURRENCE_FEATURES``) are present, alone and
+        in pairs, in the held events of each of ``versions``: any features, not only the most
+        frequent ones. Only an event's strongest indexed features count as present there."""
+        ...
+
 
 class NeighbourSource(Protocol):
     """NPMI neighbours of a feature (a detached copy of the co-occurrence counts in a view)."""
@@ -102,6 +116,8 @@ class StateView:
     descriptor_stats
         Text-descriptor histograms per (model_id, model_version, field, window), like
         ``feature_counts`` (arrays made read-only); empty for states without descriptors.
+    bets
+        The pooled betting tests between consecutive versions (:meth:`bet`).
     examples_per_feature
         Examples a feature's detail shows.
     example_source, retrieval_source, neighbour_source
@@ -141,6 +157,7 @@ class StateView:
     feature_counts: tuple[FeatureCounts, ...] = field(default=(), repr=False)
     clusters: tuple[ClusterShare, ...] = field(default=(), repr=False)
     descriptor_stats: tuple[DescriptorStats, ...] = field(default=(), repr=False)
+    bets: tuple[BetEvidence, ...] = ()
     examples_per_feature: int = DEFAULT_EXAMPLES
     example_source: ExampleSource | None = field(default=None, repr=False)
     retrieval_source: RetrievalSource | None = field(default=None, repr=False)
@@ -150,7 +167,8 @@ class StateView:
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience; tuples make the fields themselves immutable.
-        for name in ("windows", "versions", "feature_counts", "clusters", "descriptor_stats"):
+        for name in ("windows", "versions", "feature_counts", "clusters", "descriptor_stats",
+                     "bets"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         index: dict[CountsKey, FeatureCounts] = {}
         for c in self.feature_counts:
@@ -195,6 +213,15 @@ class StateView:
         none (a state from before descriptors, or a hand-built view)."""
         return self._descriptor_index.get((model_id, model_version, field, window))
 
+    def bet(self, model_id: str, field: TextField, baseline: str,
+            candidate: str) -> BetEvidence | None:
+        """The pooled betting test between two versions (either order), if one runs."""
+        for e in self.bets:
+            if (e.model_id, e.field) == (model_id, field) and {e.baseline, e.candidate} == {
+                    baseline, candidate}:
+                return e
+        return None
+
     def examples(
         self, feature: int, model_id: str, model_version: str, field: TextField,
         k: int = DEFAULT_EXAMPLES,
@@ -228,6 +255,20 @@ class StateView:
             return []
         return self.retrieval_source.retrieve(features, mode, model_id, model_version, field,
                                               limit)
+
+    def cooccurrence(
+        self,
+        features: Sequence[int],
+        model_id: str,
+        versions: Sequence[str],
+        field: TextField = "response",
+    ) -> CooccurrenceCounts:
+        """Per-version document and pairwise joint counts of ``features`` over the recent events
+        of the retrieval ring (no documents when the view has none)."""
+        if self.retrieval_source is None:
+            return CooccurrenceCounts.empty(list(dict.fromkeys(features)), model_id,
+                                            list(dict.fromkeys(versions)), field)
+        return self.retrieval_source.cooccurrence(features, model_id, versions, field)
 
     def frequencies(self, feature: int) -> list[FeatureFrequency]:
         """How often ``feature`` fired per version, field and window (windows with documents)."""

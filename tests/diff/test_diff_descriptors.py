@@ -112,7 +112,8 @@ def test_aa_stream_looked_at_every_twenty_events_never_moves() -> None:
 
 
 def test_descriptors_out_of_the_verdict_are_still_reported() -> None:
-    settings = SETTINGS.model_copy(update={"descriptors_in_verdict": False})
+    # The pooled bet weighs descriptors too: off, only the per-feature family decides.
+    settings = SETTINGS.model_copy(update={"descriptors_in_verdict": False, "bet_alpha_share": 0})
     r = diff(*split_pair("claude-2.1", "claude-2.1_concise"), settings=settings)
     assert r.verdict == "no_drift" and r.descriptors[0].moved
     assert "not in the verdict" in r.message

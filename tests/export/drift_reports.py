@@ -21,6 +21,7 @@ from saewatch.models import (
     FeatureDelta,
     Snippet,
     TextField,
+    Theme,
     VersionCount,
 )
 
@@ -95,9 +96,38 @@ def _delta(
     )
 
 
+# Themes of the verbose rewrite: (members by effect, any-member shares baseline -> candidate).
+THEMES = [
+    ((1412, 377, 88), 0.38, 0.79),  # structure: headings, numbered and nested lists
+    ((2950, 3071), 0.24, 0.52),  # recap and caveats
+    ((645,), 0.05, 0.17),
+    ((1204, 66), 0.48, 0.15),  # short direct answers
+    ((2711,), 0.17, 0.06),
+]
+
+
+def _themes(deltas: tuple[FeatureDelta, ...]) -> tuple[Theme, ...]:
+    by_feature = {d.feature: d for d in deltas}
+    out = []
+    for members, share_b, share_c in THEMES:
+        lead = by_feature[members[0]]
+        out.append(Theme(
+            id=f"{lead.direction}-{lead.feature}", direction=lead.direction, features=members,
+            labels=tuple(by_feature[f].label or "" for f in members if by_feature[f].label)[:3],
+            effect=round(share_c - share_b, 4), share_baseline=share_b, share_candidate=share_c,
+            effect_basis="any_member", leader_effect=lead.freq_candidate - lead.freq_baseline,
+            q_value=lead.q_value, cohesion=None if len(members) == 1 else 0.55,
+            examples_baseline=lead.examples_baseline[:1],
+            examples_candidate=lead.examples_candidate[:1],
+        ))
+    return tuple(out)
+
+
 def drift_result(field: TextField = "response", computed_at: datetime = AT) -> ComparisonResult:
     """The verbose rewrite, as the diff would report it: drift with many significant features."""
     n_b, n_c = 805, 805
+    up = tuple(_delta(r, row, n_b, n_c) for r, row in enumerate(UP, 1))
+    down = tuple(_delta(r, row, n_b, n_c) for r, row in enumerate(DOWN, 1))
     return ComparisonResult(
         key=ComparisonKey(model_id=MODEL_ID, field=field, baseline=BASELINE, candidate=CANDIDATE),
         n_baseline=n_b,
@@ -108,8 +138,10 @@ def drift_result(field: TextField = "response", computed_at: datetime = AT) -> C
         divergence=0.0432,
         n_significant=412,
         sequential_alarm=True,
-        top_up=tuple(_delta(r, row, n_b, n_c) for r, row in enumerate(UP, 1)),
-        top_down=tuple(_delta(r, row, n_b, n_c) for r, row in enumerate(DOWN, 1)),
+        top_up=up,
+        top_down=down,
+        themes=_themes(up + down),
+        n_significant_themes=23,
         computed_at=computed_at,
     )
 

@@ -1,11 +1,14 @@
-"""Retrieval index: AND/OR, ranking, version filter, ring eviction, privacy, snapshots, merge."""
+"""Retrieval index: AND/OR, ranking, version filter, ring eviction, privacy, snapshots, merge,
+co-occurrence counts."""
 
 from __future__ import annotations
 
 import pickle
 
 import numpy as np
+import pytest
 
+from saewatch.state.exceptions import TooManyFeaturesError
 from saewatch.state.retrieval import RetrievalIndex, _strongest
 from saewatch.state.testing import make_batch
 
@@ -74,3 +77,45 @@ def test_snapshot_pickle_and_merge() -> None:
     b.update(make_batch([[1], [1]], 4, start=10))
     a.merge(b)  # 5 events into a ring of 4: the oldest of a is dropped
     assert sorted(ids(a.retrieve([1, 2]))) == ["e1", "e10", "e11", "e2"]
+
+
+def test_cooccurrence_counts_match_a_brute_force_count_over_the_live_ring() -> None:
+    rng = np.random.default_rng(3)
+    index = RetrievalIndex(capacity=300, max_features=6)
+    docs: list[tuple[str, str, list[int]]] = []
+    for b in range(8):
+        version, model_id = ("v1", "v2", "v3")[b % 3], "m" if b != 5 else "other"
+        rows = [sorted(rng.choice(20, size=rng.integers(0, 9), replace=False).tolist())
+                for _ in range(50)]
+        values = [rng.uniform(0.1, 5, len(r)).tolist() for r in rows]
+        batch = make_batch(rows, 20, version=version, model_id=model_id, values=values,
+                           start=50 * b)
+        index.update(batch)
+        # What the ring indexes: each event's 6 strongest features.
+        kept = [sorted(np.array(r)[np.argsort(v)[::-1][:6]].tolist()) if r else []
+                for r, v in zip(rows, values, strict=True)]
+        docs += [(model_id, version, k) for k in kept]
+    live = docs[-300:]  # the ring's capacity: the first two batches have left
+    features = [3, 0, 7, 11, 19]
+    c = index.cooccurrence(features, "m", ["v2", "v1"])
+    assert c.versions == ("v2", "v1") and c.features == tuple(features)
+    for s, version in enumerate(c.versions):
+        mine = [set(k) for m, v, k in live if (m, v) == ("m", version)]
+        assert c.n_documents[s] == len(mine)
+        assert c.saturated[s] == sum(len(k) >= 6 for k in mine)
+        for i, f in enumerate(features):
+            for j, g in enumerate(features):
+                assert c.joint[s, i, j] == sum(f in k and g in k for k in mine)
+        assert c.any_present([0, 19])[s] == sum(bool({0, 19} & k) for k in mine)
+    assert np.allclose(c.npmi, c.npmi.T) and np.all(np.diag(c.npmi) == 1.0)
+    frozen = index.frozen()
+    index.update(make_batch([[3, 0]] * 300, 20, version="v1", start=400))
+    assert frozen.cooccurrence(features, "m", ["v2", "v1"]).joint.tolist() == c.joint.tolist()
+    assert index.cooccurrence([3], "m", ["v2"]).n_documents.tolist() == [0]
+
+
+def test_cooccurrence_of_too_many_features_says_to_split_the_query() -> None:
+    index = RetrievalIndex(capacity=10)
+    index.update(make_batch([[1]], 100))
+    with pytest.raises(TooManyFeaturesError, match="at most 64"):
+        index.cooccurrence(range(65), "m", ["v1"])

@@ -1,12 +1,24 @@
 """``compare``: the diff of one comparison from two :class:`FeatureCounts` — a pure function.
 
 Verdict rules, in order: fewer than ``min_documents`` on either side gives ``insufficient_data``
-(with a message saying how many are missing); otherwise ``drift`` exactly when the always-valid
-sequential test has alarmed (``sequential_alarm``, the features; false-alarm rate ≤ ``alpha``
-over the whole stream) or, with ``descriptors_in_verdict``, a text descriptor moved (the same
-family and level: ``saewatch.diff.descriptors``), else ``no_drift``. ``drift_score`` stays a
-feature quantity, so a verdict driven by descriptors alone can carry a score of 0. The fixed-time Benjamini–Hochberg q-values pick and rank the features
-shown (``n_significant``, ``top_up``/``top_down``, ranked by the smoothed log-odds ratio).
+(with a message saying how many are missing); otherwise ``drift`` exactly when one of these
+always-valid tests has rejected, else ``no_drift``:
+
+* the **pooled betting test** of the two versions (``bet``, from the state:
+  :mod:`saewatch.state.betting`), which weighs all features and descriptors together, at
+  ``alpha * bet_alpha_share`` (``bet_alarm``);
+* the per-feature tests (``sequential_alarm``) and, with ``descriptors_in_verdict``, the text
+  descriptors' (``saewatch.diff.descriptors``), one Bonferroni family at the rest of ``alpha``.
+
+The union bound keeps the false-alarm probability over the whole stream ≤ ``alpha``. A
+comparison without a bet (a time window, a configured pair of older versions) gives the family
+all of ``alpha``. The per-feature tests are the explanation; the bet is the verdict's power.
+``drift_score`` stays a feature quantity, so a verdict driven by descriptors or the bet alone
+can carry a score of 0. The fixed-time Benjamini–Hochberg q-values pick and rank the features
+shown (``n_significant``, ``top_up``/``top_down``), ranked by practical effect: the absolute
+change of the share of documents the feature is present in. The strongest of them, up to
+``THEME_CANDIDATES`` per direction, are grouped into ``themes`` of co-firing features
+(:mod:`saewatch.diff.themes`) from the co-occurrence the retrieval source counts.
 
 ``drift_score`` is the summed absolute change in document frequency over the features whose
 always-valid test has alarmed: the expected number of feature firings per document that changed,
@@ -30,7 +42,9 @@ from saewatch.diff.divergence import js_divergence, null_divergence
 from saewatch.diff.exceptions import CountsMismatchError
 from saewatch.diff.sequential import sequential_alarms
 from saewatch.diff.stats import FeatureTests, feature_tests
+from saewatch.diff.themes import THEME_CANDIDATES, group_themes
 from saewatch.models import (
+    BetEvidence,
     ComparisonKey,
     ComparisonResult,
     DescriptorFinding,
@@ -38,8 +52,9 @@ from saewatch.models import (
     FeatureCounts,
     FeatureDelta,
     Snippet,
+    Theme,
 )
-from saewatch.views import ExampleSource
+from saewatch.views import ExampleSource, RetrievalSource
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +68,8 @@ def compare(
     examples: ExampleSource | None = None,
     now: datetime | None = None,
     descriptors: tuple[DescriptorStats, DescriptorStats] | None = None,
+    bet: BetEvidence | None = None,
+    cooccurrence: RetrievalSource | None = None,
 ) -> ComparisonResult:
     """Compare ``candidate`` with ``baseline`` feature by feature, and descriptor by descriptor.
 
@@ -60,6 +77,8 @@ def compare(
     ``settings.examples_per_side`` snippets of each side. ``descriptors`` are the two sides'
     text-descriptor histograms; with ``settings.descriptors_in_verdict`` they join the features
     in one always-valid family (``saewatch.diff.descriptors`` argues the guarantee).
+    ``cooccurrence`` (the view again) counts which significant features fire together, for
+    ``themes``; without it every feature is a theme of its own.
 
     Examples
     --------
@@ -90,19 +109,28 @@ def compare(
     tests = feature_tests(a, n_a, b, n_b, settings.exact_below)
     shared = descriptors is not None and settings.descriptors_in_verdict
     family = len(a) + (DESCRIPTOR_TESTS if shared else 0)
-    alarms = sequential_alarms(a, n_a, b, n_b, settings.alpha, settings.msprt_tau, family)
-    found = _descriptor_findings(key, descriptors, settings, family if shared else None)
+    # alpha is split between the pooled bet (where it runs) and the per-feature family: a
+    # union bound keeps the stream's false-alarm probability <= alpha.
+    share = settings.bet_alpha_share if bet is not None else 0.0
+    family_alpha = settings.alpha * (1 - share)
+    bet_alarm = bet is not None and share > 0 and bet.alarmed(settings.alpha * share)
+    alarms = sequential_alarms(a, n_a, b, n_b, family_alpha, settings.msprt_tau, family)
+    found = _descriptor_findings(key, descriptors, settings, family if shared else None,
+                                 family_alpha)
     moved = sum(f.moved for f in found)
     significant = tests.q_value < settings.q_level
     divergence = js_divergence(a, b)
     expected = null_divergence(a, n_a, b, n_b)
-    tops = {d: _top(d, tests, significant, settings.top_k) for d in ("up", "down")}
+    # The top_k shown and the theme candidates are one ranking: compute the longer of them.
+    wanted = max(settings.top_k, THEME_CANDIDATES)
+    tops = {d: _top(d, tests, significant, wanted) for d in ("up", "down")}
     deltas = {d: tuple(_delta(int(j), d, tests, a, b, key, labels, examples, settings)
                        for j in tops[d]) for d in tops}
+    themes, n_themes = _themes(key, deltas, cooccurrence, settings)
     return ComparisonResult(
         key=key, n_baseline=n_a, n_candidate=n_b,
-        verdict="drift" if alarms.any() or (shared and moved) else "no_drift",
-        message=(f"{int(alarms.sum())} feature(s) alarmed"
+        verdict="drift" if bet_alarm or alarms.any() or (shared and moved) else "no_drift",
+        message=(_bet_words(bet, bet_alarm) + f"{int(alarms.sum())} feature(s) alarmed"
                  + (f", {moved} text descriptor(s) moved" if descriptors is not None else "")
                  + (" (descriptors reported, not in the verdict)"
                     if descriptors is not None and not shared else "")
@@ -110,25 +138,53 @@ def compare(
                  f"{expected:.4f} expected for two samples of one source"),
         drift_score=float(np.abs(tests.freq_b - tests.freq_a)[alarms].sum()),
         divergence=divergence, n_significant=int(significant.sum()),
-        sequential_alarm=bool(alarms.any()),
-        top_up=deltas["up"], top_down=deltas["down"], descriptors=found, computed_at=now,
+        sequential_alarm=bool(alarms.any()), bet=bet, bet_alarm=bet_alarm,
+        top_up=deltas["up"][:settings.top_k], top_down=deltas["down"][:settings.top_k],
+        descriptors=found, themes=themes, n_significant_themes=n_themes, computed_at=now,
     )
 
 
 def _descriptor_findings(
     key: ComparisonKey, descriptors: tuple[DescriptorStats, DescriptorStats] | None,
-    settings: DiffSettings, family: int | None,
+    settings: DiffSettings, family: int | None, alpha: float,
 ) -> tuple[DescriptorFinding, ...]:
     if descriptors is None or min(d.n_documents for d in descriptors) == 0:
         return ()
-    return compare_descriptors(descriptors[0], descriptors[1], key.field, settings.alpha,
+    return compare_descriptors(descriptors[0], descriptors[1], key.field, alpha,
                                settings.msprt_tau, family or DESCRIPTOR_TESTS)
 
 
+def _themes(
+    key: ComparisonKey, deltas: Mapping[str, tuple[FeatureDelta, ...]],
+    source: RetrievalSource | None, settings: DiffSettings,
+) -> tuple[tuple[Theme, ...], int]:
+    candidates = [*deltas["up"][:THEME_CANDIDATES], *deltas["down"][:THEME_CANDIDATES]]
+    if not candidates:
+        return (), 0
+    base, cand = _versions(key)
+    counts = (None if source is None else source.cooccurrence(
+        [d.feature for d in candidates], key.model_id, [base, cand], key.field))
+    # A window key's sides are one version: the ring cannot split them, so no any-member share.
+    sides = None if key.kind == "window" else (base, cand)
+    return group_themes(candidates, counts, sides, settings.top_k, settings.min_documents)
+
+
+def _bet_words(bet: BetEvidence | None, alarmed: bool) -> str:
+    if bet is None:
+        return ""
+    state = "rejected" if alarmed else "not rejected"
+    return (f"pooled test {state} (log evidence {bet.peak_log_evidence:.1f} at peak, "
+            f"{bet.pairs} pairs); ")
+
+
 def _top(direction: str, tests: FeatureTests, significant: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` significant features of ``direction`` with the largest practical effect: the
+    absolute change of the share of documents where the feature is present (a change from 0.0%
+    to 2.7% ranks below one from 30% to 60%, whatever their odds ratios), ties by q-value."""
     sign = 1.0 if direction == "up" else -1.0
     chosen = np.flatnonzero(significant & (sign * tests.log_odds > 0))
-    order = np.lexsort((tests.q_value[chosen], -sign * tests.log_odds[chosen]))
+    effect = sign * (tests.freq_b - tests.freq_a)
+    order = np.lexsort((tests.q_value[chosen], -effect[chosen]))
     return chosen[order][:k]
 
 

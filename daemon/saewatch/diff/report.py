@@ -60,8 +60,10 @@ def build_report(
                                             verdict="insufficient_data", message=str(exc),
                                             computed_at=now))
             continue
+        bet = None if key.kind == "window" else view.bet(key.model_id, key.field, key.baseline,
+                                                         key.candidate)
         results.append(compare(key, baseline, candidate, settings, labels, view, now,
-                               resolve_descriptors(key, view)))
+                               resolve_descriptors(key, view), bet, view))
     return DriftReport(generated_at=now, comparisons=tuple(results), versions=view.versions,
                        clusters=tuple(view.cluster_shares(labels)),
                        descriptors=summaries(view, view.versions))

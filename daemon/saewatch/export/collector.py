@@ -4,13 +4,14 @@ Every family is rebuilt from the immutable report at scrape time (client_python'
 pattern), so a scrape never blocks the consumer nor touches the GPU. Series are per comparison,
 per top-K rank (K at most :data:`TOP_K_HARD_CAP`), per capped cluster, per version, and per text
 descriptor (a fixed list of 11, ``saewatch.models.DESCRIPTORS``); never one series per SAE
-feature: feature ids only appear as label values of the top-K ``_info`` series.
+feature: feature ids only appear as label values of the top-K ``_info`` series and of the
+top-K theme series (a theme's leader).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import get_args
 
 from prometheus_client.core import (
@@ -22,19 +23,20 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from saewatch.export.base import ReportHolder
+from saewatch.export.clusters import capped_clusters
 from saewatch.models import (
-    ClusterShare,
     ComparisonResult,
     DescriptorFinding,
     DriftReport,
     FeatureDelta,
+    Theme,
     Verdict,
 )
 
 logger = logging.getLogger(__name__)
 
 # The configuration allows top_k up to 50; the collector enforces it again so a programming error
-# cannot multiply series: 50 ranks x 2 directions x 5 series = 500 series per comparison at most.
+# cannot multiply series: 50 ranks x 2 directions x 7 series = 700 series per comparison at most.
 TOP_K_HARD_CAP = 50
 # Clusters exported per model version; the smaller ones are summed into cluster="other".
 MAX_CLUSTERS_PER_VERSION = 16
@@ -43,6 +45,8 @@ MAX_LABEL_CHARS = 80
 
 COMPARISON_LABELS = ("model_id", "field", "baseline", "candidate", "kind")
 FEATURE_LABELS = (*COMPARISON_LABELS, "direction", "rank")
+# A theme's leader feature and first label ride on its effect series: still one per rank.
+THEME_LABELS = (*FEATURE_LABELS, "leader", "label")
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 
@@ -121,6 +125,9 @@ class DriftReportCollector(Collector):
             for direction, deltas in (("up", result.top_up), ("down", result.top_down)):
                 for rank, delta in enumerate(deltas[: self.top_k], start=1):
                     families.add_feature(result, direction, rank, delta)
+                themes = [t for t in result.themes if t.direction == direction]
+                for rank, theme in enumerate(themes[: self.top_k], start=1):
+                    families.add_theme(result, rank, theme)
         for version in report.versions:
             labels = [version.model_id, version.model_version, version.field]
             families.add("version_documents", labels, float(version.documents))
@@ -136,39 +143,6 @@ class DriftReportCollector(Collector):
         for labels, share, documents in capped_clusters(report.clusters, self.max_clusters):
             families.add("cluster_share", labels, share)
             families.add("cluster_documents", labels, float(documents))
-
-
-def capped_clusters(
-    clusters: Sequence[ClusterShare], max_clusters: int
-) -> list[tuple[list[str], float, int]]:
-    """Per model version, the ``max_clusters`` largest clusters and one ``"other"`` remainder.
-
-    Returns ``(labels, share, documents)`` with labels ``[model_id, model_version, cluster]``.
-
-    >>> from saewatch.models import ClusterShare
-    >>> cs = [ClusterShare(cluster=c, model_id="m", model_version="v", share=s, documents=d)
-    ...       for c, s, d in [(0, 0.5, 50), (1, 0.3, 30), (2, 0.2, 20)]]
-    >>> [(lab[2], share, n) for lab, share, n in capped_clusters(cs, 2)]
-    [('0', 0.5, 50), ('1', 0.3, 30), ('other', 0.2, 20)]
-    """
-    by_version: dict[tuple[str, str], list[ClusterShare]] = {}
-    for share in clusters:
-        by_version.setdefault((share.model_id, share.model_version), []).append(share)
-    rows: list[tuple[list[str], float, int]] = []
-    for (model_id, version), shares in sorted(by_version.items()):
-        shares.sort(key=lambda s: (-s.share, s.cluster))
-        for share in shares[:max_clusters]:
-            rows.append(([model_id, version, str(share.cluster)], share.share, share.documents))
-        rest = shares[max_clusters:]
-        if rest:
-            rows.append(
-                (
-                    [model_id, version, "other"],
-                    sum(s.share for s in rest),
-                    sum(s.documents for s in rest),
-                )
-            )
-    return rows
 
 
 _CMP = COMPARISON_LABELS
@@ -216,6 +190,44 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
         "comparison_sequential_alarm",
         "1 when the always-valid sequential test over the stream has rejected",
         _CMP,
+    ),
+    "bet_evidence": (
+        "gauge",
+        "comparison_log_evidence",
+        "Peak log e-value of the pooled betting test (alarm at log(1/(alpha*bet_alpha_share)));"
+        " absent where no bet runs",
+        _CMP,
+    ),
+    "bet_alarm": (
+        "gauge",
+        "comparison_pooled_alarm",
+        "1 when the pooled betting test over all features and descriptors has rejected",
+        _CMP,
+    ),
+    "bet_pairs": (
+        "gauge",
+        "comparison_bet_pairs",
+        "Pairs of events (one per side) the pooled betting test has bet on",
+        _CMP,
+    ),
+    "themes": (
+        "gauge",
+        "comparison_significant_themes",
+        "Groups of co-firing features the strongest significant features form",
+        _CMP,
+    ),
+    "theme_effect": (
+        "gauge",
+        "comparison_theme_effect",
+        "Change in share of documents with any feature of the theme at a top-K rank (with too "
+        "few ring events: its leader's), candidate - baseline",
+        THEME_LABELS,
+    ),
+    "theme_features": (
+        "gauge",
+        "comparison_theme_features",
+        "Features in the theme at a top-K rank",
+        FEATURE_LABELS,
     ),
     "documents": (
         "gauge",
@@ -351,6 +363,11 @@ class _Families:
         for verdict in VERDICTS:
             self.add("verdict", [*values, verdict], 1.0 if result.verdict == verdict else 0.0)
         self.add("alarm", values, 1.0 if result.sequential_alarm else 0.0)
+        if result.bet is not None:
+            self.add("bet_evidence", values, result.bet.peak_log_evidence)
+            self.add("bet_alarm", values, 1.0 if result.bet_alarm else 0.0)
+            self.add("bet_pairs", values, float(result.bet.pairs))
+        self.add("themes", values, float(result.n_significant_themes))
         self.add("documents", [*values, "baseline"], float(result.n_baseline))
         self.add("documents", [*values, "candidate"], float(result.n_candidate))
         self.add("computed", values, result.computed_at.timestamp())
@@ -373,3 +390,9 @@ class _Families:
         info = self._families["feature_info"]
         assert isinstance(info, InfoMetricFamily)
         info.add_metric(values, {"feature": str(delta.feature), "label": short_label(delta.label)})
+
+    def add_theme(self, result: ComparisonResult, rank: int, theme: Theme) -> None:
+        values = [*_comparison_values(result), theme.direction, str(rank)]
+        label = short_label(theme.labels[0] if theme.labels else None)
+        self.add("theme_effect", [*values, str(theme.leader), label], theme.effect)
+        self.add("theme_features", values, float(theme.size))

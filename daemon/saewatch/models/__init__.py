@@ -41,6 +41,8 @@ from saewatch.models.events import (
     TopicPartition,
 )
 from saewatch.models.queries import (
+    MAX_COOCCURRENCE_FEATURES,
+    CooccurrenceCounts,
     FeatureCounts,
     FeatureDetail,
     FeatureFrequency,
@@ -57,13 +59,16 @@ from saewatch.models.records import (
     SourceBatch,
 )
 from saewatch.models.reports import (
+    BetEvidence,
     ClusterShare,
     ComparisonKey,
     ComparisonKind,
     ComparisonResult,
     DriftReport,
+    EffectBasis,
     FeatureDelta,
     Snippet,
+    Theme,
     Verdict,
     VersionCount,
 )
@@ -80,8 +85,11 @@ __all__ = [
     "ClusterShare",
     "ComparisonKey",
     "ComparisonKind",
+    "BetEvidence",
     "ComparisonResult",
+    "CooccurrenceCounts",
     "DriftReport",
+    "EffectBasis",
     "FeatureBatch",
     "FeatureCounts",
     "FeatureDelta",
@@ -93,6 +101,7 @@ __all__ = [
     "LLMEvent",
     "MAX_METADATA_ENTRIES",
     "MAX_METADATA_KEY_CHARS",
+    "MAX_COOCCURRENCE_FEATURES",
     "MAX_METADATA_VALUE_CHARS",
     "MetadataKey",
     "MetadataValue",
@@ -108,6 +117,7 @@ __all__ = [
     "SparseCodes",
     "TEXT_FIELDS",
     "TextField",
+    "Theme",
     "TopicPartition",
     "Verdict",
     "VersionCount",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -59,6 +60,82 @@ class FeatureCounts(BaseModel):
     def frequency(self) -> np.ndarray:
         """Fraction of documents in which each feature fired (zeros when there are none)."""
         return self.fired / max(self.n_documents, 1)
+
+
+MAX_COOCCURRENCE_FEATURES = 64  # one bit each in a document's presence mask (uint64)
+
+
+class CooccurrenceCounts(BaseModel):
+    """Document co-occurrence of a few features among the recent events of some versions.
+
+    Counted per version ``versions[s]`` of one model_id and text field, over the events the
+    retrieval ring holds (``RetrievalSource.cooccurrence``): ``n_documents[s]`` documents,
+    ``joint[s, i, j]`` of them with both ``features[i]`` and ``features[j]`` present (the
+    diagonal: with ``features[i]``). ``npmi[i, j]`` is the NPMI of the pair within each version,
+    averaged over the versions where both occur, weighted by documents (pooling the versions
+    would make two features that merely rise together look co-firing). ``masks`` holds, per
+    document with at least one of the features, bit ``i`` set where ``features[i]`` is present,
+    and ``mask_version`` its version's index: enough for the documents with *any* of a subset
+    (:meth:`any_present`). ``saturated[s]`` counts the documents indexed with as many features
+    as the ring keeps per event: their weaker present features are missing, so shares of
+    present documents are only exact where it is 0.
+
+    >>> counts = CooccurrenceCounts.empty([5, 9], "m", ["v1"], "response")
+    >>> counts.n_documents.tolist(), counts.index(9), counts.any_present([5, 9]).tolist()
+    ([0], 1, [0])
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    model_id: str
+    field: TextField
+    versions: tuple[str, ...]
+    features: tuple[int, ...]
+    n_documents: np.ndarray  # int64[versions]
+    saturated: np.ndarray  # int64[versions]
+    joint: np.ndarray  # int64[versions, features, features]
+    npmi: np.ndarray  # float64[features, features], 1 on the diagonal
+    masks: np.ndarray  # uint64[documents with any of the features]
+    mask_version: np.ndarray  # int64[same]: index into versions
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> CooccurrenceCounts:
+        v, k = len(self.versions), len(self.features)
+        if k > MAX_COOCCURRENCE_FEATURES:
+            raise ValueError(f"{k} features: at most {MAX_COOCCURRENCE_FEATURES} fit a mask")
+        if (self.n_documents.shape != (v,) or self.saturated.shape != (v,)
+                or self.joint.shape != (v, k, k)
+                or self.npmi.shape != (k, k) or self.masks.shape != self.mask_version.shape):
+            raise ValueError("co-occurrence arrays do not match versions and features")
+        return self
+
+    @classmethod
+    def empty(cls, features: Sequence[int], model_id: str, versions: Sequence[str],
+              field: TextField) -> CooccurrenceCounts:
+        """No documents seen (a state without a retrieval ring, say)."""
+        v, k = len(versions), len(features)
+        return cls(model_id=model_id, field=field, versions=tuple(versions),
+                   features=tuple(int(f) for f in features),
+                   n_documents=np.zeros(v, np.int64), saturated=np.zeros(v, np.int64),
+                   joint=np.zeros((v, k, k), np.int64),
+                   npmi=np.zeros((k, k)), masks=np.zeros(0, np.uint64),
+                   mask_version=np.zeros(0, np.int64))
+
+    def index(self, feature: int) -> int:
+        """Position of ``feature`` in :attr:`features` (ValueError when it was not asked for)."""
+        return self.features.index(feature)
+
+    def fired(self) -> np.ndarray:
+        """Documents with each feature, per version: ``int64[versions, features]``."""
+        return np.diagonal(self.joint, axis1=1, axis2=2).copy()
+
+    def any_present(self, features: Sequence[int]) -> np.ndarray:
+        """Documents with at least one of ``features`` present, per version."""
+        bits = np.uint64(0)
+        for f in features:
+            bits |= np.uint64(1) << np.uint64(self.index(f))
+        hit = (self.masks & bits) != 0
+        return np.bincount(self.mask_version[hit], minlength=len(self.versions)).astype(np.int64)
 
 
 class FeatureFrequency(BaseModel):
@@ -135,4 +212,4 @@ class RetrievalHit(BaseModel):
     snippet: str | None = None
 
 
-__all__ = ["WindowName", "FeatureCounts", "FeatureFrequency", "NeighbourKind", "NpmiNeighbour", "NpmiPair", "FeatureDetail", "RetrievalHit"]
+__all__ = ["WindowName", "FeatureCounts", "MAX_COOCCURRENCE_FEATURES", "CooccurrenceCounts", "FeatureFrequency", "NeighbourKind", "NpmiNeighbour", "NpmiPair", "FeatureDetail", "RetrievalHit"]

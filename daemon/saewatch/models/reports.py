@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Literal
 
@@ -67,7 +68,82 @@ class FeatureDelta(BaseModel):
     examples_candidate: tuple[Snippet, ...] = ()
 
 
+EffectBasis = Literal["any_member", "leader"]
+
+
+class Theme(BaseModel):
+    """Significant features of one direction that co-fire on the same documents: one
+    phenomenon read as one finding (``saewatch.diff.themes``).
+
+    ``effect`` is ``share_candidate - share_baseline``; with ``effect_basis="any_member"`` the
+    shares are of documents where *any* member is present, over the recent events of the state's
+    retrieval ring; with ``"leader"`` (a time-window comparison, whose two sides the ring cannot
+    tell apart, or too few ring events) they are the leader's document frequencies over all events.
+    Themes rank by ``leader_effect``, the leader's change over all events (the feature tables'
+    ranking); ``effect`` may be smaller: a document can hold a member on either side.
+
+    >>> t = Theme(id="up-12", direction="up", features=(12, 40), labels=("lists",), effect=0.3,
+    ...           share_baseline=0.1, share_candidate=0.4, effect_basis="any_member",
+    ...           leader_effect=0.35, q_value=1e-9, cohesion=0.62)
+    >>> t.leader, t.size
+    (12, 2)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # "<direction>-<leader>": stable within a report (a feature has one direction)
+    direction: Literal["up", "down"]
+    features: tuple[int, ...]  # the leader (largest change in share) first, then by change
+    labels: tuple[str, ...] = ()  # of the first members (at most 3) that have one
+    effect: float
+    share_baseline: float
+    share_candidate: float
+    effect_basis: EffectBasis
+    leader_effect: float  # the leader's change of document frequency over all events
+    q_value: float  # the leader's
+    cohesion: float | None = None  # mean NPMI over member pairs; None for a single feature
+    examples_baseline: tuple[Snippet, ...] = ()  # the leader's
+    examples_candidate: tuple[Snippet, ...] = ()
+
+    @property
+    def leader(self) -> int:
+        return self.features[0]
+
+    @property
+    def size(self) -> int:
+        return len(self.features)
+
+
 Verdict = Literal["insufficient_data", "no_drift", "drift"]
+
+
+class BetEvidence(BaseModel):
+    """Where the pooled betting test between two versions stands (``saewatch.state.betting``).
+
+    ``peak_log_evidence`` is the running maximum of ``log E``; the test has alarmed at level
+    ``α`` once it reaches ``log(1/α)``, and that stays true.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    field: TextField
+    baseline: str
+    candidate: str
+    pairs: int  # pairs of events bet on
+    log_evidence: float  # log E now
+    peak_log_evidence: float
+    pending_baseline: int = 0  # events waiting for a partner of the other side
+    pending_candidate: int = 0
+
+    def alarmed(self, alpha: float) -> bool:
+        """Whether the test has rejected at level ``alpha`` at some point of the stream.
+
+        >>> BetEvidence(model_id="m", field="response", baseline="a", candidate="b", pairs=9,
+        ...             log_evidence=3.0, peak_log_evidence=5.0).alarmed(0.01)
+        True
+        """
+        return self.peak_log_evidence >= math.log(1 / alpha)
 
 
 class ComparisonResult(BaseModel):
@@ -84,10 +160,18 @@ class ComparisonResult(BaseModel):
     divergence: float = 0.0  # Jensen-Shannon divergence of the feature-frequency profiles
     n_significant: int = 0  # features with q below the configured level
     sequential_alarm: bool = False  # always-valid test over the whole stream has rejected
+    # The pooled betting test between the two versions, where one runs (None: per-feature
+    # verdict only, e.g. a time-window comparison); bet_alarm: it has rejected at its level.
+    bet: BetEvidence | None = None
+    bet_alarm: bool = False
     top_up: tuple[FeatureDelta, ...] = ()
     top_down: tuple[FeatureDelta, ...] = ()
     # Every text descriptor, moved ones first (largest effect first): read before the features.
     descriptors: tuple[DescriptorFinding, ...] = ()
+    # Significant features grouped by co-firing, largest effect first, at most top_k per
+    # direction; n_significant_themes: how many the strongest candidates formed before that cap.
+    themes: tuple[Theme, ...] = ()
+    n_significant_themes: int = 0
     computed_at: datetime
 
     @property
@@ -136,4 +220,4 @@ class DriftReport(BaseModel):
     descriptors: tuple[DescriptorSummary, ...] = ()  # per version and field, everything seen
 
 
-__all__ = ["ComparisonKind", "ComparisonKey", "Snippet", "FeatureDelta", "Verdict", "ComparisonResult", "VersionCount", "ClusterShare", "DriftReport"]
+__all__ = ["ComparisonKind", "ComparisonKey", "Snippet", "FeatureDelta", "EffectBasis", "Theme", "Verdict", "ComparisonResult", "VersionCount", "ClusterShare", "DriftReport"]

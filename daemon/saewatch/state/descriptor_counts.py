@@ -30,7 +30,14 @@ from saewatch.models.descriptors import EDGES
 from saewatch.state.base import StateComponent
 from saewatch.state.descriptors import extract_descriptors
 from saewatch.state.exceptions import IncompatibleStateError, UnknownKeyError
-from saewatch.state.keys import StateKey, event_times, group_rows, key_from_str, key_to_str
+from saewatch.state.keys import (
+    StateKey,
+    batch_memo,
+    event_times,
+    group_rows,
+    key_from_str,
+    key_to_str,
+)
 from saewatch.state.windows import MAX_FUTURE_SKEW_S
 
 logger = logging.getLogger(__name__)
@@ -50,6 +57,19 @@ class _Hist:
         self.docs += docs
         self.hist += hist
         self.sums += sums
+
+
+def descriptor_values(batch: FeatureBatch, field: TextField) -> np.ndarray:
+    """Descriptor values ``[len(batch), N_DESCRIPTORS]`` of ``field``, extracted once per batch
+    (the histograms and the betting test both read them)."""
+    memo = batch_memo(batch)
+    found = memo.get(("descriptors", field))
+    if found is None:
+        texts = [e.prompt if field == "prompt" else e.response for e in batch.events]
+        found = memo[("descriptors", field)] = extract_descriptors(texts,
+                                                                   batch.codes(field).n_tokens)
+    values: np.ndarray = found
+    return values
 
 
 def bin_values(values: np.ndarray) -> np.ndarray:
@@ -121,8 +141,7 @@ class DescriptorCounter(StateComponent):
             self._watermark = max(self._watermark, float(plausible.max()))
         groups = group_rows(batch)
         for field in TEXT_FIELDS:
-            texts = [e.prompt if field == "prompt" else e.response for e in batch.events]
-            values = extract_descriptors(texts, batch.codes(field).n_tokens)
+            values = descriptor_values(batch, field)
             bins = bin_values(values)
             for (model_id, version), rows in groups.items():
                 key = (model_id, version, field)

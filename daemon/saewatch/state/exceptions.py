@@ -25,3 +25,7 @@ class SnapshotFormatError(StateError):
 
 class UnknownKeyError(StateError):
     """No documents were seen for the requested model_id/model_version/field/window."""
+
+
+class TooManyFeaturesError(StateError, ValueError):
+    """A co-occurrence query named more features than one presence mask holds; split it."""

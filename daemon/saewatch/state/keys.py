@@ -53,6 +53,12 @@ def _index(
     return rows, times, _last[3]
 
 
+def batch_memo(batch: FeatureBatch) -> dict[Any, Any]:
+    """A scratch dict that lives as long as ``batch`` is the latest one indexed: components of
+    one update share what they derive from it (bincounts, descriptor values)."""
+    return _index(batch)[2]
+
+
 def group_rows(batch: FeatureBatch) -> dict[VersionKey, np.ndarray]:
     """Row numbers of the batch grouped by (model_id, model_version), in first-seen order."""
     return _index(batch)[0]

@@ -29,6 +29,7 @@ from saewatch.models import (
     VersionCount,
 )
 from saewatch.state.base import RecordTally, StateComponent
+from saewatch.state.bets import VersionBets
 from saewatch.state.clusters import StreamingClusters
 from saewatch.state.cooccurrence import CooccurrenceCounter
 from saewatch.state.counts import FeatureCounter
@@ -51,9 +52,9 @@ logger = logging.getLogger(__name__)
 
 # "seen" comes first: it drops events already counted before any other part sees them.
 COMPONENTS = ("seen", "counts", "windows", "cooccurrence", "clusters", "retrieval", "examples",
-              "descriptors")
+              "descriptors", "bets")
 # Components a snapshot may lack: written before they existed, they restore empty.
-ADDED_LATER = frozenset({"descriptors"})
+ADDED_LATER = frozenset({"descriptors", "bets"})
 
 
 class MonitorState(StateComponent):
@@ -115,6 +116,7 @@ class MonitorState(StateComponent):
             "examples": ExampleReservoirs(d_sae, s.examples_per_feature, s.store_snippets,
                                           s.snippet_chars),
             "descriptors": DescriptorCounter(s.windows),
+            "bets": VersionBets(d_sae, s.bet_queue_events),
         }
 
     def _bind(self, encoder_id: str, d_sae: int, what: str) -> None:

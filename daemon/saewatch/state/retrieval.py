@@ -16,10 +16,11 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-from saewatch.models import TEXT_FIELDS, FeatureBatch, RetrievalHit, TextField
+from saewatch.models import TEXT_FIELDS, CooccurrenceCounts, FeatureBatch, RetrievalHit, TextField
 from saewatch.state.base import StateComponent
 from saewatch.state.exceptions import IncompatibleStateError
 from saewatch.state.keys import event_times
+from saewatch.state.ring_cooccurrence import count_cooccurrence, posting_matches, saturated_events
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class _Chunk:
     """One batch's postings sorted by feature: 2-byte features and activations, and sequence
     numbers stored as small offsets from the chunk's first one (6-8 bytes per posting)."""
 
-    __slots__ = ("features", "offset", "base", "act", "last_seq")
+    __slots__ = ("features", "offset", "base", "act", "last_seq", "per_event")
 
     def __init__(self, features: np.ndarray, seq: np.ndarray, act: np.ndarray) -> None:
         # Feature ids below 2**16 sort as uint16, for which numpy's stable sort is a radix sort.
@@ -40,8 +41,10 @@ class _Chunk:
         small = np.uint16 if self.last_seq - self.base < 2**16 else np.uint32
         self.features, self.act = features[order], act[order]
         self.offset = (seq[order] - self.base).astype(small)
+        # Postings per event: one that reached max_features may have had more features present.
+        self.per_event = np.bincount(self.offset).astype(np.uint16)  # <= max_features (4,096)
         # Frozen copies of the index share chunks (RetrievalIndex.frozen): never write one.
-        for a in (self.features, self.act, self.offset):
+        for a in (self.features, self.act, self.offset, self.per_event):
             a.flags.writeable = False
 
     @property
@@ -58,6 +61,7 @@ class _RingQueries:
     its frozen copies, which hold the same attributes."""
 
     capacity: int
+    max_features: int
     _seq: int
     _event_id: list[str]
     _versions: list[tuple[str, str]]
@@ -93,6 +97,42 @@ class _RingQueries:
         best = np.flatnonzero(ok)[np.lexsort((-uniq[ok], -score[ok]))][:limit]
         return [self._hit(int(uniq[b]), float(score[b]), feats[inv == b], field) for b in best]
 
+    def cooccurrence(
+        self,
+        features: Sequence[int],
+        model_id: str,
+        versions: Sequence[str],
+        field: TextField = "response",
+    ) -> CooccurrenceCounts:
+        """Per-version presence counts of ``features``, alone and in pairs, among the ring's
+        events (:mod:`saewatch.state.ring_cooccurrence`).
+
+        >>> from saewatch.state.testing import make_batch
+        >>> index = RetrievalIndex(capacity=100)
+        >>> index.update(make_batch([[1, 2], [1, 2], [3]], 4))
+        >>> index.update(make_batch([[1], [2]], 4, version="v2", start=3))
+        >>> c = index.cooccurrence([1, 2], "m", ["v1", "v2"])
+        >>> c.n_documents.tolist(), c.joint[:, 0, 1].tolist(), c.any_present([1, 2]).tolist()
+        ([3, 2], [2, 0], [2, 2])
+        """
+        wanted = list(dict.fromkeys(int(f) for f in features))
+        names = list(dict.fromkeys(versions))
+        # Ring version id -> position in names, -1 if not asked for; the extra last entry
+        # answers the -1 of a never-written slot.
+        where = np.array([names.index(v) if m == model_id and v in names else -1
+                          for m, v in self._versions] + [-1], dtype=np.int64)
+        oldest = max(0, self._seq - self.capacity)
+        live = where[self._version[np.arange(oldest, self._seq) % self.capacity]]
+        n_documents = np.bincount(live[live >= 0], minlength=len(names))
+        seq, col = posting_matches(self._chunks[field], wanted, oldest)
+        side = where[self._version[seq % self.capacity]]
+        keep = side >= 0
+        cut = where[self._version[saturated_events(self._chunks[field], self.max_features,
+                                                   oldest) % self.capacity]]
+        return count_cooccurrence(model_id, field, names, wanted, n_documents, seq[keep],
+                                  side[keep], col[keep],
+                                  np.bincount(cut[cut >= 0], minlength=len(names)))
+
     def _postings(self, field: TextField, wanted: list[int]) -> tuple[np.ndarray, ...]:
         oldest = self._seq - self.capacity
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -124,11 +164,12 @@ class FrozenRetrieval(_RingQueries):
     appends new ones and drops whole old ones.
     """
 
-    __slots__ = ("capacity", "_seq", "_event_id", "_versions", "_version", "_time", "_text",
-                 "_chunks")
+    __slots__ = ("capacity", "max_features", "_seq", "_event_id", "_versions", "_version",
+                 "_time", "_text", "_chunks")
 
     def __init__(self, index: RetrievalIndex) -> None:
         self.capacity = index.capacity
+        self.max_features = index.max_features
         self._seq = index._seq
         self._event_id = list(index._event_id)
         self._versions = list(index._versions)

@@ -10,7 +10,8 @@ while it copies. What is copied, and why that is enough:
 * retrieval: the ring's arrays and lists (overwritten in place); the posting chunks are shared;
 * NPMI neighbours: a detached copy of the co-occurrence counts (a few ``top_n**2`` matrices);
 * clusters: their shares, computed now (labels are attached later, by whoever has them);
-* descriptors: one :class:`DescriptorStats` per key and window (fresh arrays, ~11 KiB each).
+* descriptors: one :class:`DescriptorStats` per key and window (fresh arrays, ~11 KiB each);
+* bets: where each pooled betting test stands (a few numbers each).
 
 Memory is bounded like the state's own: a few arrays of ``d_sae`` per key and window, the
 reservoirs, one ring and the co-occurrence matrices.
@@ -83,6 +84,7 @@ def build_view(
         feature_counts=tuple(table),
         clusters=tuple(parts["clusters"].cluster_shares()),
         descriptor_stats=tuple(described),
+        bets=tuple(parts["bets"].all_evidence()) if "bets" in parts else (),
         examples_per_feature=settings.examples_per_feature,
         example_source=parts["examples"].frozen(),
         retrieval_source=parts["retrieval"].frozen(),

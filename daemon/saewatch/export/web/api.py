@@ -212,6 +212,7 @@ class JsonApi:
             ComparisonDiff(
                 comparison=ComparisonSummary.of(result),
                 descriptors=list(result.descriptors),
+                themes=list(result.themes),
                 direction=direction,
                 total=len(ranked),
                 offset=offset,
@@ -310,8 +311,9 @@ class JsonApi:
             Route(
                 "comparison",
                 "/api/v1/comparisons/{comparison_id}",
-                "One comparison: statistics, text descriptors (moved first, in words), a page "
-                "of top features with labels and examples, drift score history",
+                "One comparison: statistics, text descriptors (moved first, in words), themes "
+                "of co-firing features, a page of top features with labels and examples, drift "
+                "score history",
                 self.comparison,
                 schema=ComparisonDiff,
                 params=(_COMPARISON_ID, _DIRECTION, _OFFSET, _page_limit(20, MAX_FEATURE_PAGE)),

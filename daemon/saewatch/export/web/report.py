@@ -14,7 +14,7 @@ from html import escape
 from importlib import resources
 
 from saewatch.export.base import HistoryPoint
-from saewatch.export.collector import capped_clusters
+from saewatch.export.clusters import capped_clusters
 from saewatch.export.web.charts import frequency_bars, sparkline, stacked_shares
 from saewatch.export.web.schemas import comparison_id
 from saewatch.models import (
@@ -25,6 +25,7 @@ from saewatch.models import (
     DriftReport,
     FeatureDelta,
     Snippet,
+    Theme,
     VersionCount,
 )
 
@@ -142,6 +143,42 @@ def _descriptors(findings: Sequence[DescriptorFinding]) -> str:
     )
 
 
+def _theme(t: Theme, key: ComparisonKey, show_snippets: bool) -> str:
+    names = (" · ".join(escape(label) for label in t.labels)
+             or '<span class="muted">unlabelled</span>')
+    members = " ".join(f'<span class="fid">#{f}</span>' for f in t.features)
+    of = ("documents with any member" if t.effect_basis == "any_member"
+          else f"documents with #{t.leader}")
+    examples = ""
+    if show_snippets and (t.examples_baseline or t.examples_candidate):
+        examples = (
+            '<details><summary>examples</summary><div class="examples">'
+            f"{_snippets(t.examples_baseline[:1], f'baseline · {key.baseline}')}"
+            f"{_snippets(t.examples_candidate[:1], f'candidate · {key.candidate}')}"
+            "</div></details>"
+        )
+    return (
+        f'<li class="theme {escape(t.direction)}" data-theme="{escape(t.id)}">'
+        f'<span class="label">{"more" if t.direction == "up" else "less"}: {names}</span> '
+        f'<span class="effect">{100 * t.share_baseline:.1f}% → {100 * t.share_candidate:.1f}% '
+        f"of {escape(of)} ({100 * t.effect:+.1f} points)</span>"
+        f'<div class="members">{t.size} feature{"s" if t.size > 1 else ""}: {members}</div>'
+        f"{examples}</li>"
+    )
+
+
+def _themes(result: ComparisonResult, show_snippets: bool) -> str:
+    """Co-firing features as one finding each, after the descriptors and before the tables."""
+    if not result.themes:
+        return ""
+    items = "".join(_theme(t, result.key, show_snippets) for t in result.themes)
+    return (
+        f'<div class="themes"><h3>Themes</h3><p class="muted">{result.n_significant_themes} '
+        "groups of significant features that fire on the same documents; the largest change "
+        f'first in each direction.</p><ol class="themes">{items}</ol></div>'
+    )
+
+
 def _stats(result: ComparisonResult) -> str:
     items = [
         ("drift score", f"{result.drift_score:.2f}"),
@@ -149,8 +186,12 @@ def _stats(result: ComparisonResult) -> str:
         ("significant features", str(result.n_significant)),
         (f"documents · {result.key.baseline}", f"{result.n_baseline:,}"),
         (f"documents · {result.key.candidate}", f"{result.n_candidate:,}"),
-        ("sequential test", "rejected" if result.sequential_alarm else "not rejected"),
+        ("per-feature tests", "rejected" if result.sequential_alarm else "not rejected"),
     ]
+    if result.bet is not None:
+        items.insert(0, ("pooled test", (
+            f"{'rejected' if result.bet_alarm else 'not rejected'} · log e "
+            f"{result.bet.peak_log_evidence:.1f} · {result.bet.pairs:,} pairs")))
     cells = "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in items)
     return f'<dl class="stats">{cells}</dl>'
 
@@ -171,7 +212,7 @@ def _comparison(result: ComparisonResult, history: History, show_snippets: bool)
         f'<span class="computed">computed {_time(result.computed_at)}</span></header>{message}'
         f'<div class="summary">{_stats(result)}<figure class="trend">'
         f"{sparkline(history(key))}<figcaption>drift score over time</figcaption></figure></div>"
-        f"{_descriptors(result.descriptors)}"
+        f"{_descriptors(result.descriptors)}{_themes(result, show_snippets)}"
         f'<div class="feature-tables">'
         f"{_feature_table('More frequent in ' + key.candidate, result.top_up, key, show_snippets)}"
         f"{_feature_table('Less frequent in ' + key.candidate, result.top_down, key, show_snippets)}"

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from saewatch.models import (
+    BetEvidence,
     ClusterShare,
     ComparisonKey,
     ComparisonResult,
@@ -19,6 +20,7 @@ from saewatch.models import (
     FeatureDelta,
     RetrievalHit,
     Snippet,
+    Theme,
     Verdict,
     VersionCount,
 )
@@ -80,7 +82,13 @@ class ComparisonSummary(_Out):
     drift_score: float
     divergence: float
     n_significant: int
+    n_significant_themes: int = Field(default=0, description="Groups of co-firing features "
+                                      "the strongest significant features form (see themes).")
     sequential_alarm: bool
+    bet_alarm: bool = Field(default=False, description="The pooled betting test over all "
+                            "features and descriptors has rejected (the verdict's main test).")
+    bet: BetEvidence | None = Field(default=None, description="Where the pooled betting test "
+                                    "stands; null where none runs (time-window comparisons).")
     n_baseline: int
     n_candidate: int
     computed_at: datetime
@@ -97,7 +105,10 @@ class ComparisonSummary(_Out):
             drift_score=result.drift_score,
             divergence=result.divergence,
             n_significant=result.n_significant,
+            n_significant_themes=result.n_significant_themes,
             sequential_alarm=result.sequential_alarm,
+            bet_alarm=result.bet_alarm,
+            bet=result.bet,
             n_baseline=result.n_baseline,
             n_candidate=result.n_candidate,
             computed_at=result.computed_at,
@@ -121,13 +132,17 @@ class RankedFeature(_Out):
 
 
 class ComparisonDiff(Page):
-    """One comparison's statistics, its text descriptors and a page of its top features (up
-    first, then down)."""
+    """One comparison's statistics, its text descriptors, its themes and a page of its top
+    features (up first, then down)."""
 
     comparison: ComparisonSummary
     descriptors: list[DescriptorFinding] = Field(
         description="Every text descriptor (length, structure, script), moved ones first; "
         "read them before the features.")
+    themes: list[Theme] = Field(
+        default_factory=list, description="Significant features grouped by co-firing on the "
+        "same documents, per direction, largest leader change first (at most top_k each); "
+        "read them before the per-feature list.")
     direction: Literal["up", "down", "both"]
     features: list[RankedFeature]
     history: list[HistoryPointOut] = Field(description="Drift score over time, oldest first.")
