@@ -46,7 +46,8 @@ def encoder_key(encoder: SAEEncoder) -> str:
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     reader = encoder.reader
     model = encoder.encoder_id.split("/")[0]
-    digest.update(f"{model}|{reader.text.max_tokens_per_text}|{encoder.threshold}|"
+    digest.update(f"{model}|{reader.text.max_tokens_per_text}|"
+                  f"{reader.text.tail_tokens_per_text}|{encoder.threshold}|"
                   f"{reader.precision}|{reader.hook.hook_name}|{reader.text.use_chat_template}"
                   .encode())
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}-{reader.hook.hook_name}")[:60]
@@ -93,6 +94,10 @@ class CodeStore:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def has(self, text: str) -> bool:
+        """Whether ``text`` is cached."""
+        return text_key(text) in self._rows
+
     def ensure(self, texts: Sequence[str]) -> None:
         """Encode the texts not cached yet (each distinct text once), shard by shard."""
         missing = list(dict.fromkeys(t for t in texts if text_key(t) not in self._rows))
@@ -109,11 +114,18 @@ class CodeStore:
             logger.info("encoded %d/%d (%.1f texts/s)", min(start + CHUNK, len(missing)),
                         len(missing), self.encoded_now / max(self.encode_seconds, 1e-9))
 
-    def codes(self, texts: Sequence[str]) -> SparseCodes:
-        """The cached codes of ``texts``, in order (call :meth:`ensure` first)."""
+    def codes(self, texts: Sequence[str], presence: bool = True) -> SparseCodes:
+        """The codes of ``texts``, in order (call :meth:`ensure` first), as the encoder emits
+        them: its presence thresholds applied, unless ``presence`` is False.
+
+        The cache holds the pooled codes *before* presence thresholds (every feature above
+        ``encoder.threshold``), so one cache serves any thresholds of the same SAE.
+        """
         rows = [self._rows[text_key(t)] for t in texts]
-        return SparseCodes.from_arrays([r[0] for r in rows], [r[1] for r in rows],
-                                       [r[2] for r in rows], [r[3] for r in rows])
+        codes = SparseCodes.from_arrays([r[0] for r in rows], [r[1] for r in rows],
+                                        [r[2] for r in rows], [r[3] for r in rows])
+        thresholds = self.encoder.presence
+        return thresholds.apply(codes) if presence and thresholds is not None else codes
 
     def truncated_share(self, texts: Sequence[str]) -> float:
         """Share of (distinct) ``texts`` cut at the token budget."""
@@ -141,8 +153,8 @@ class CodeStore:
                 counts = torch.bincount(batch.doc_index, minlength=len(batch.docs))
                 dense[batch.docs] = (sums / counts.clamp(min=1).unsqueeze(1)).cpu().numpy()
             # The encoder's own pooling, so cached codes are what encode() gives (checked by the
-            # App/Kafka equivalence run).
-            return self.encoder._pool(batch)  # noqa: SLF001
+            # App/Kafka equivalence run) before presence thresholds, which codes() applies.
+            return self.encoder._pool(batch, presence=False)  # noqa: SLF001
 
         for doc_ids, pooled in reader.map_batches(docs, both):
             for doc, row in zip(doc_ids, pooled, strict=True):

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 EncoderKind = Literal["default", "tiny"]
 # Tokens per text: most AlpacaEval answers are longer, so they are cut here. Encoding cost grows
 # linearly with it; 128 keeps the whole run under ~30 minutes on 2 CPU cores.
-DEFAULT_TOKENS = 128
+DEFAULT_TOKENS = 256  # the daemon's own budget (encode.max_tokens_per_text)
 TINY_TOKENS = 48
 TINY_HOOK = "blocks.1.hook_resid_post"
 TINY_D_SAE, TINY_K = 256, 8

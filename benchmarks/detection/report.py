@@ -31,31 +31,65 @@ def _by(rows: list[Row], scenario: str, *keys: str) -> dict[tuple[Any, ...], lis
     return groups
 
 
+def _peer(r: Row, name: str) -> int | None:
+    found: int | None = r.get(name, {}).get("first_alarm")
+    return found
+
+
 def aa_table(rows: list[Row]) -> list[str]:
     out = ["| model | streams | events/side | SAE alerts (any look) | significant at end "
-           "(per stream) | max significant at any look | dense max z |",
-           "|---|---|---|---|---|---|---|"]
+           "(per stream) | max significant at any look | peak log e (pooled test) | "
+           "dense max z | sentence max z |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for (model,), group in sorted(_by(rows, "aa", "model").items()):
+        sentence = [r["sentence"]["max_z"] for r in group if "sentence" in r]
         out.append(
             f"| {model} | {len(group)} | {group[0]['events_per_side']} | "
             f"{sum(r['sae']['any_alarm'] for r in group)} | "
             f"{', '.join(str(r['sae']['final_n_significant']) for r in group)} | "
             f"{max(r['sae']['max_n_significant'] for r in group)} | "
-            f"{max(r['dense']['max_z'] for r in group):.2f} |")
+            f"{max(r['sae']['bet_peak_log_evidence'] for r in group):.1f} | "
+            f"{max(r['dense']['max_z'] for r in group):.2f} | "
+            + (f"{max(sentence):.2f} |" if sentence else "– |"))
     return out
+
+
+def simulated_aa(results: dict[str, Any]) -> list[str]:
+    sim = results.get("aa_simulated")
+    if not sim:
+        return []
+    return [
+        f"{sim['streams']} more A/A streams resampled from the A/A models' responses "
+        f"({sim['events_per_side']} events per side, {sim['looks']} looks each, half as a "
+        f"release, half as a canary): **{sim['drift_streams']} drift verdicts** "
+        f"(pooled test {sim['bet_alarm_streams']}, per-feature/descriptor family "
+        f"{sim['family_alarm_streams']}); rate {sim['rate']:.3f} "
+        f"(95% upper bound {sim['rate_upper_95']:.3f}) against alpha = {sim['alpha']} — "
+        + ("within alpha." if sim["within_alpha"] else "**above alpha**."),
+        "",
+    ]
 
 
 def pair_table(rows: list[Row], threshold: float) -> list[str]:
     out = ["| baseline → candidate | events/side | SAE delay (per seed) | SAE median | "
-           "dense delay (per seed) | dense median | significant at end (median) |",
-           "|---|---|---|---|---|---|---|"]
+           "SAE as a release (per seed) | dense delay (per seed) | dense median | "
+           "sentence delay (per seed) | sentence median | significant at end (median) | "
+           "first finding |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (base, cand), group in _by(rows, "pair", "baseline", "candidate").items():
         n = group[0]["events_per_side"]
         sae = [r["sae"]["first_drift"] for r in group]
-        dense = [r["dense"]["first_alarm"] for r in group]
+        release = [r["sae"].get("first_drift_release") for r in group]
+        dense = [_peer(r, "dense") for r in group]
+        sentence = [_peer(r, "sentence") for r in group]
         sig = sorted(r["sae"]["final_n_significant"] for r in group)[len(group) // 2]
+        first = group[0]["sae"].get("top_findings") or [{}]
+        said = first[0].get("text") or (
+            f"#{first[0]['feature']} {first[0].get('label') or ''}"[:50] if first[0] else "–")
         out.append(f"| {base} → {cand} | {n} | {_delays(sae)} | {_med(sae, n)} | "
-                   f"{_delays(dense)} | {_med(dense, n)} | {sig} |")
+                   f"{_delays(release)} | {_delays(dense)} | {_med(dense, n)} | "
+                   f"{_delays(sentence)} | {_med(sentence, n)} | {sig} | "
+                   f"{said.replace('|', '/')} |")
     return out
 
 
@@ -73,15 +107,18 @@ def top_features(rows: list[Row], k: int = 3) -> list[str]:
 
 def planted_table(rows: list[Row]) -> list[str]:
     out = ["| property | p | planted events/seed | SAE delay (per seed) | SAE median | "
-           "dense delay (per seed) | dense median | shown in a top-10 feature's examples |",
-           "|---|---|---|---|---|---|---|---|"]
+           "dense delay (per seed) | dense median | sentence median | "
+           "shown in a top-5 feature's examples |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for (prop, p), group in _by(rows, "planted", "property", "prevalence").items():
         n = group[0]["events_per_side"]
         sae = [r["sae"]["first_drift"] for r in group]
-        dense = [r["dense"]["first_alarm"] for r in group]
+        dense = [_peer(r, "dense") for r in group]
+        sentence = [_peer(r, "sentence") for r in group]
         shown = sum(r["planted"]["shown"] for r in group)
         out.append(f"| {prop} | {p:.0%} | {group[0]['params']['planted']} | {_delays(sae)} | "
                    f"{_med(sae, n)} | {_delays(dense)} | {_med(dense, n)} | "
+                   f"{_med(sentence, n) if any('sentence' in r for r in group) else '–'} | "
                    f"{shown}/{len(group)} |")
     return out
 
@@ -108,7 +145,10 @@ def preamble(results: dict[str, Any]) -> list[str]:
         "",
         f"Dense baseline: threshold z > {cal['threshold']:.2f} makes {cal['dense_aa_alarms']} of "
         f"{cal['aa_streams']} A/A streams alarm, as many as the SAE verdict "
-        f"({cal['sae_aa_alarms']}); {cal['permutations']} permutations per look.",
+        f"({cal['sae_aa_alarms']}); {cal['permutations']} permutations per look."
+        + (f" Sentence-embedding peer (all-MiniLM-L6-v2, the same MMD): threshold z > "
+           f"{results['sentence_calibration']['threshold']:.2f}."
+           if "sentence_calibration" in results else ""),
         "",
     ]
 
@@ -117,6 +157,7 @@ def markdown(results: dict[str, Any]) -> str:
     rows = results["streams"]
     cal = results["dense_calibration"]
     lines = [*preamble(results), "### A/A (no drift)", "", *aa_table(rows), "",
+             *simulated_aa(results),
              "### Real version pairs", "", *pair_table(rows, cal["threshold"]), "",
              *top_features(rows), "",
              "### Planted properties", "", *planted_table(rows), ""]

