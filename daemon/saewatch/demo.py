@@ -192,8 +192,10 @@ def describe(result: ComparisonResult) -> str:
                           ("less frequent in v2", result.top_down)):
         lines.append(f"  {title}:")
         for d in deltas[:5]:
+            # "(length)": shorter (or longer) answers account for it; such changes come last.
+            mark = " (length)" if d.length_explained else ""
             lines.append(f"    #{d.feature:<5} {d.freq_baseline:6.1%} -> {d.freq_candidate:6.1%}"
-                         f"  q={d.q_value:.1e}  {d.label or ''}")
+                         f"  q={d.q_value:.1e}  {d.label or ''}{mark}")
     return "\n".join(lines)
 
 

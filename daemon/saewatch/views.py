@@ -29,6 +29,7 @@ from saewatch.models import (
     FeatureCounts,
     FeatureDetail,
     FeatureFrequency,
+    LengthStrata,
     NpmiNeighbour,
     RetrievalHit,
     Snippet,
@@ -83,6 +84,19 @@ class RetrievalSource(Protocol):
         """How often ``features`` (at most ``MAX_COOCCURRENCE_FEATURES``) are present, alone and
         in pairs, in the held events of each of ``versions``: any features, not only the most
         frequent ones. Only an event's strongest indexed features count as present there."""
+        ...
+
+    def length_strata(
+        self,
+        features: Sequence[int],
+        model_id: str,
+        versions: Sequence[str],
+        edges: Sequence[int],
+        field: TextField = "response",
+    ) -> LengthStrata:
+        """Per version of ``versions`` and token-length stratum (``edges[s - 1] <= tokens <
+        edges[s]``, ``edges`` strictly increasing), the held events' documents and how many of
+        them have each of ``features`` present (strongest indexed features, as above)."""
         ...
 
 
@@ -269,6 +283,21 @@ class StateView:
             return CooccurrenceCounts.empty(list(dict.fromkeys(features)), model_id,
                                             list(dict.fromkeys(versions)), field)
         return self.retrieval_source.cooccurrence(features, model_id, versions, field)
+
+    def length_strata(
+        self,
+        features: Sequence[int],
+        model_id: str,
+        versions: Sequence[str],
+        edges: Sequence[int],
+        field: TextField = "response",
+    ) -> LengthStrata:
+        """Per-version documents, and documents with each of ``features``, by token-length
+        stratum over the recent events of the retrieval ring (none when the view has none)."""
+        if self.retrieval_source is None:
+            return LengthStrata.empty(list(dict.fromkeys(features)), model_id,
+                                      list(dict.fromkeys(versions)), field, edges)
+        return self.retrieval_source.length_strata(features, model_id, versions, edges, field)
 
     def frequencies(self, feature: int) -> list[FeatureFrequency]:
         """How often ``feature`` fired per version, field and window (windows with documents)."""

@@ -1,8 +1,11 @@
 """Diffs on real encoded AlpacaEval responses (slow: encodes on first run, then cached).
 
-Version pairs use disjoint prompt halves. A/A: one model's responses split in two; the known
-pairs (verbose/concise variants, a DPO fine-tune) must differ clearly. Codes are cached under
-``~/.cache/saewatch/codes/<encoder key>/`` (see ``benchmarks/quality/alpaca_codes.py``).
+Only what ships with the project: the demo sample's claude-2.1 and claude-2.1_concise, all 805
+prompts (the pairs of the shared corpus — gpt4 → verbose, the DPO fine-tune — are measured by
+``make bench-detect``, docs/BENCHMARKS.md). Version pairs use disjoint prompt halves; A/A: one
+model's responses split in two. Codes are cached under ``~/.cache/saewatch/codes/<encoder
+key>/`` (see ``benchmarks/quality/alpaca_codes.py``); a cold cache encodes the 1,610 responses
+once (a few minutes on 2 cores), shared with tests/diff/test_length.py.
 """
 
 from __future__ import annotations
@@ -10,14 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.quality.alpaca_codes import (
-    MODELS,
-    PAIRS,
-    CodesCache,
-    as_batch,
-    halves,
-    selected_instructions,
-)
+from benchmarks.quality.alpaca_codes import N_ALPACA, CodesCache, as_batch, halves
 from saewatch.config import ComparisonSpec, DiffSettings, StateSettings
 from saewatch.diff.compare import compare
 from saewatch.diff.report import build_report
@@ -31,10 +27,15 @@ SETTINGS = DiffSettings(min_documents=100)
 AA_SEEDS = (1, 2, 3)
 
 
+PAIR = ("claude-2.1", "claude-2.1_concise")
+MODELS = PAIR
+CHOSEN = np.arange(N_ALPACA)
+
+
 @pytest.fixture(scope="module")
 def codes() -> dict[str, tuple[SparseCodes, str, int]]:
     cache = CodesCache()
-    return {m: cache.codes(m, selected_instructions()) for m in MODELS}
+    return {m: cache.codes(m, CHOSEN) for m in MODELS}
 
 
 def counts(c: SparseCodes, d_sae: int, version: str) -> FeatureCounts:
@@ -75,25 +76,13 @@ def test_aa_stream_looked_at_every_ten_events_never_alarms(codes: dict) -> None:
             assert not r.sequential_alarm, (model, n, r.message)
 
 
-# The always-valid alarm (Bonferroni over 4,096 features, valid under continuous monitoring) needs
-# more than 100 events per side for the DPO fine-tune's subtler shift; BH finds it at once.
-ALARM_EXPECTED = {PAIRS[0]: True, PAIRS[1]: True, PAIRS[2]: False}
-# Measured (benchmarks/quality/pair_statistics.py, docs/BENCHMARKS.md): no per-document statistic
-# of the shipped SAE separates gpt4 from its verbose variant, at 128 or 256 tokens or on whole
-# answers, with up to 402 answers per side. Strict, so an SAE that does separate them is noticed.
-PAIR_PARAMS = [pytest.param(*PAIRS[0], marks=pytest.mark.xfail(
-    reason="not separable by this SAE at these sample sizes (measured, see docs/BENCHMARKS.md)",
-    strict=True)), *PAIRS[1:]]
-
-
-@pytest.mark.parametrize(("baseline", "candidate"), PAIR_PARAMS)
-def test_known_version_pairs_differ_clearly(codes: dict, baseline: str, candidate: str) -> None:
+def test_the_concise_pair_differs_clearly(codes: dict) -> None:
+    baseline, candidate = PAIR
     (ca, _, d), (cb, _, _) = codes[baseline], codes[candidate]
     first, second = halves(len(ca), 0)
     r = compare(key(baseline, candidate), counts(ca.take(first), d, baseline),
                 counts(cb.take(second), d, candidate), SETTINGS)
-    if ALARM_EXPECTED[(baseline, candidate)]:
-        assert r.verdict == "drift" and r.sequential_alarm and r.drift_score > 0.1, r.message
+    assert r.verdict == "drift" and r.sequential_alarm and r.drift_score > 0.1, r.message
     assert r.n_significant >= 10
     assert len(r.top_up) + len(r.top_down) >= 10
     assert all(x.q_value < 0.05 for x in (*r.top_up, *r.top_down))
@@ -106,9 +95,9 @@ def test_report_through_monitor_state_has_labels_and_real_examples(codes: dict) 
     from saewatch.datasets import read_alpaca
     from saewatch.encode.labels import load_labels
 
-    baseline, candidate = PAIRS[1]
+    baseline, candidate = PAIR
     (ca, encoder_id, d), (cb, _, _) = codes[baseline], codes[candidate]
-    chosen = selected_instructions()
+    chosen = CHOSEN
     first, second = halves(len(ca), 0)
     state = MonitorState(StateSettings(retrieval_capacity=1_000))
     for model, c, rows in ((baseline, ca, first), (candidate, cb, second)):

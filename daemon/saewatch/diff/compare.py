@@ -18,7 +18,11 @@ can carry a score of 0. The fixed-time Benjamini–Hochberg q-values pick and ra
 shown (``n_significant``, ``top_up``/``top_down``), ranked by practical effect: the absolute
 change of the share of documents the feature is present in. The strongest of them, up to
 ``THEME_CANDIDATES`` per direction, are grouped into ``themes`` of co-firing features
-(:mod:`saewatch.diff.themes`) from the co-occurrence the retrieval source counts.
+(:mod:`saewatch.diff.themes`) from the co-occurrence the retrieval source counts. The same
+candidates are tested again within strata of equal token length (:mod:`saewatch.diff.length`):
+those whose change a change of length accounts for (``length_explained``) rank after the others
+in ``top_up``/``top_down``, each group in effect order, before the ``top_k`` cut (themes keep
+the effect order).
 
 ``drift_score`` is the summed absolute change in document frequency over the features whose
 always-valid test has alarmed: the expected number of feature firings per document that changed,
@@ -40,6 +44,7 @@ from saewatch.config import DiffSettings
 from saewatch.diff.descriptors import DESCRIPTOR_TESTS, compare_descriptors
 from saewatch.diff.divergence import js_divergence, null_divergence
 from saewatch.diff.exceptions import CountsMismatchError
+from saewatch.diff.length import NOT_ASSESSED, LengthTest, assess_length, rank_by_length
 from saewatch.diff.sequential import sequential_alarms
 from saewatch.diff.stats import FeatureTests, feature_tests
 from saewatch.diff.themes import THEME_CANDIDATES, group_themes
@@ -78,7 +83,8 @@ def compare(
     text-descriptor histograms; with ``settings.descriptors_in_verdict`` they join the features
     in one always-valid family (``saewatch.diff.descriptors`` argues the guarantee).
     ``cooccurrence`` (the view again) counts which significant features fire together, for
-    ``themes``; without it every feature is a theme of its own.
+    ``themes``, and their presence by token length, for ``length_explained``; without it every
+    feature is a theme of its own and none is assessed for length.
 
     Examples
     --------
@@ -124,9 +130,11 @@ def compare(
     # The top_k shown and the theme candidates are one ranking: compute the longer of them.
     wanted = max(settings.top_k, THEME_CANDIDATES)
     tops = {d: _top(d, tests, significant, wanted) for d in ("up", "down")}
-    deltas = {d: tuple(_delta(int(j), d, tests, a, b, key, labels, examples, settings)
-                       for j in tops[d]) for d in tops}
+    length = _length(key, [int(j) for d in tops for j in tops[d]], cooccurrence, settings)
+    deltas = {d: tuple(_delta(int(j), d, tests, a, b, key, labels, examples, settings,
+                              length.get(int(j), NOT_ASSESSED)) for j in tops[d]) for d in tops}
     themes, n_themes = _themes(key, deltas, cooccurrence, settings)
+    shown = {d: rank_by_length(deltas[d])[:settings.top_k] for d in deltas}
     return ComparisonResult(
         key=key, n_baseline=n_a, n_candidate=n_b,
         verdict="drift" if bet_alarm or alarms.any() or (shared and moved) else "no_drift",
@@ -139,7 +147,7 @@ def compare(
         drift_score=float(np.abs(tests.freq_b - tests.freq_a)[alarms].sum()),
         divergence=divergence, n_significant=int(significant.sum()),
         sequential_alarm=bool(alarms.any()), bet=bet, bet_alarm=bet_alarm,
-        top_up=deltas["up"][:settings.top_k], top_down=deltas["down"][:settings.top_k],
+        top_up=tuple(shown["up"]), top_down=tuple(shown["down"]),
         descriptors=found, themes=themes, n_significant_themes=n_themes, computed_at=now,
     )
 
@@ -169,6 +177,16 @@ def _themes(
     return group_themes(candidates, counts, sides, settings.top_k, settings.min_documents)
 
 
+def _length(
+    key: ComparisonKey, features: list[int], source: RetrievalSource | None,
+    settings: DiffSettings,
+) -> dict[int, LengthTest]:
+    if key.kind == "window":  # one version on both sides: the ring cannot split them
+        return {}
+    return assess_length(source, key.model_id, key.field, _versions(key), features,
+                         settings.q_level, settings.min_documents)
+
+
 def _bet_words(bet: BetEvidence | None, alarmed: bool) -> str:
     if bet is None:
         return ""
@@ -191,7 +209,7 @@ def _top(direction: str, tests: FeatureTests, significant: np.ndarray, k: int) -
 def _delta(
     j: int, direction: str, tests: FeatureTests, a: np.ndarray, b: np.ndarray,
     key: ComparisonKey, labels: Mapping[int, str] | None, examples: ExampleSource | None,
-    settings: DiffSettings,
+    settings: DiffSettings, length: LengthTest = NOT_ASSESSED,
 ) -> FeatureDelta:
     base_version, cand_version = _versions(key)
     k = settings.examples_per_side
@@ -203,6 +221,8 @@ def _delta(
         q_value=float(tests.q_value[j]), direction=direction,
         examples_baseline=_examples(examples, j, key, base_version, k),
         examples_candidate=_examples(examples, j, key, cand_version, k),
+        length_explained=length.explained, stratified_p=length.stratified_p,
+        stratified_odds_ratio=length.odds_ratio,
     )
 
 

@@ -138,6 +138,61 @@ class CooccurrenceCounts(BaseModel):
         return np.bincount(self.mask_version[hit], minlength=len(self.versions)).astype(np.int64)
 
 
+class LengthStrata(BaseModel):
+    """Documents, and documents with each of a few features, per version and token-length
+    stratum, among the recent events of the retrieval ring (``RetrievalSource.length_strata``).
+
+    Stratum ``s`` holds the documents whose token count ``t`` (``SparseCodes.n_tokens``: the
+    tokens the encoder read) has ``edges[s - 1] <= t < edges[s]``: the first from 0, the last
+    open-ended, ``len(edges) + 1`` in all. For version ``versions[v]``: ``n_documents[v, s]``
+    documents, ``present[v, s, i]`` of them with ``features[i]`` present (among the event's
+    strongest indexed features, as for co-occurrence), ``saturated[v, s]`` of them indexed with
+    as many features as the ring keeps per event, and ``unknown[v]`` events whose token count
+    the ring does not know (restored from a snapshot written before it kept them): in no
+    stratum.
+
+    >>> s = LengthStrata.empty([5], "m", ["v1", "v2"], "response", [10, 100])
+    >>> s.n_documents.shape, s.present.shape, s.n_strata
+    ((2, 3), (2, 3, 1), 3)
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    model_id: str
+    field: TextField
+    versions: tuple[str, ...]
+    features: tuple[int, ...]
+    edges: tuple[int, ...]  # strictly increasing
+    n_documents: np.ndarray  # int64[versions, strata]
+    present: np.ndarray  # int64[versions, strata, features]
+    saturated: np.ndarray  # int64[versions, strata]
+    unknown: np.ndarray  # int64[versions]
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> LengthStrata:
+        v, s, k = len(self.versions), self.n_strata, len(self.features)
+        if np.any(np.diff(np.asarray(self.edges, dtype=np.int64)) <= 0):
+            raise ValueError(f"stratum edges must increase strictly: {self.edges}")
+        if (self.n_documents.shape != (v, s) or self.present.shape != (v, s, k)
+                or self.saturated.shape != (v, s) or self.unknown.shape != (v,)):
+            raise ValueError("length-strata arrays do not match versions, strata and features")
+        return self
+
+    @property
+    def n_strata(self) -> int:
+        return len(self.edges) + 1
+
+    @classmethod
+    def empty(cls, features: Sequence[int], model_id: str, versions: Sequence[str],
+              field: TextField, edges: Sequence[int]) -> LengthStrata:
+        """No documents seen (a state without a retrieval ring, say)."""
+        v, s, k = len(versions), len(edges) + 1, len(features)
+        return cls(model_id=model_id, field=field, versions=tuple(versions),
+                   features=tuple(int(f) for f in features), edges=tuple(int(e) for e in edges),
+                   n_documents=np.zeros((v, s), np.int64), present=np.zeros((v, s, k), np.int64),
+                   saturated=np.zeros((v, s), np.int64), unknown=np.zeros(v, np.int64))
+
+
 class FeatureFrequency(BaseModel):
     """How often one feature fired in one (model_id, model_version, field, window)."""
 
@@ -212,4 +267,4 @@ class RetrievalHit(BaseModel):
     snippet: str | None = None
 
 
-__all__ = ["WindowName", "FeatureCounts", "MAX_COOCCURRENCE_FEATURES", "CooccurrenceCounts", "FeatureFrequency", "NeighbourKind", "NpmiNeighbour", "NpmiPair", "FeatureDetail", "RetrievalHit"]
+__all__ = ["WindowName", "FeatureCounts", "MAX_COOCCURRENCE_FEATURES", "CooccurrenceCounts", "LengthStrata", "FeatureFrequency", "NeighbourKind", "NpmiNeighbour", "NpmiPair", "FeatureDetail", "RetrievalHit"]

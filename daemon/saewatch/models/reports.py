@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
 )
 
 from saewatch.models.descriptors import DescriptorFinding, DescriptorSummary
@@ -50,7 +51,21 @@ class Snippet(BaseModel):
 
 
 class FeatureDelta(BaseModel):
-    """How one SAE feature's document frequency differs between baseline and candidate."""
+    """How one SAE feature's document frequency differs between baseline and candidate.
+
+    ``length_explained``: whether the change is accounted for by a change of token length
+    (``saewatch.diff.length``: significant in the retrieval ring's documents pooled, not once
+    compared within strata of equal length); ``None`` where not assessed (a window comparison,
+    too few ring documents, or a change the ring does not show). ``stratified_p`` and
+    ``stratified_odds_ratio`` are that stratified (Cochran–Mantel–Haenszel) test's p-value and
+    common odds ratio, candidate vs baseline.
+
+    >>> d = FeatureDelta(feature=3, count_baseline=40, count_candidate=10, freq_baseline=0.4,
+    ...                  freq_candidate=0.1, log_odds_ratio=-1.8, p_value=1e-6, q_value=1e-4,
+    ...                  direction="down", length_explained=True, stratified_p=0.6)
+    >>> d.length_explained, d.stratified_odds_ratio
+    (True, None)
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -66,6 +81,16 @@ class FeatureDelta(BaseModel):
     direction: Literal["up", "down"]
     examples_baseline: tuple[Snippet, ...] = ()
     examples_candidate: tuple[Snippet, ...] = ()
+    length_explained: bool | None = Field(
+        default=None, description="The change is accounted for by a change of token length "
+        "(not significant within strata of equal length); such features rank after the others. "
+        "Null: not assessed.")
+    stratified_p: float | None = Field(
+        default=None, description="Cochran-Mantel-Haenszel p-value, stratified by token length, "
+        "over the retrieval ring's documents.")
+    stratified_odds_ratio: float | None = Field(
+        default=None, description="Mantel-Haenszel common odds ratio at equal token length, "
+        "candidate vs baseline.")
 
 
 EffectBasis = Literal["any_member", "leader"]

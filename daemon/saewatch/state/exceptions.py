@@ -29,3 +29,7 @@ class UnknownKeyError(StateError):
 
 class TooManyFeaturesError(StateError, ValueError):
     """A co-occurrence query named more features than one presence mask holds; split it."""
+
+
+class InvalidStrataError(StateError, ValueError):
+    """Token-length stratum edges must be non-negative and increase strictly."""

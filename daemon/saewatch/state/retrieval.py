@@ -4,7 +4,9 @@ Every batch becomes one *chunk* of postings ``(feature, event sequence number, a
 by feature, so looking a feature up is a binary search per live chunk (an LSM-like layout: appends
 are vectorised, nothing is deleted in place). A chunk is dropped once all its events have left the
 ring. Only each event's ``max_features`` strongest features are indexed, which bounds the postings
-to ``capacity * max_features`` per field whatever the codes' density.
+to ``capacity * max_features`` per field whatever the codes' density. Each event's token count
+per field is kept beside it, for presence by length stratum (:mod:`saewatch.state.ring_length`);
+the snapshot layout and merge are in :mod:`saewatch.state.ring_snapshot`.
 """
 
 from __future__ import annotations
@@ -16,44 +18,29 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-from saewatch.models import TEXT_FIELDS, CooccurrenceCounts, FeatureBatch, RetrievalHit, TextField
+from saewatch.models import (
+    TEXT_FIELDS,
+    CooccurrenceCounts,
+    FeatureBatch,
+    LengthStrata,
+    RetrievalHit,
+    TextField,
+)
 from saewatch.state.base import StateComponent
 from saewatch.state.exceptions import IncompatibleStateError
 from saewatch.state.keys import event_times
 from saewatch.state.ring_cooccurrence import count_cooccurrence, posting_matches, saturated_events
+from saewatch.state.ring_length import UNKNOWN_TOKENS, count_length_strata
+from saewatch.state.ring_postings import Chunk as _Chunk
+from saewatch.state.ring_postings import strongest as _strongest
+from saewatch.state.ring_snapshot import (
+    merge_snapshots,
+    ring_snapshot,
+    snapshot_chunks,
+    snapshot_tokens,
+)
 
 logger = logging.getLogger(__name__)
-
-
-class _Chunk:
-    """One batch's postings sorted by feature: 2-byte features and activations, and sequence
-    numbers stored as small offsets from the chunk's first one (6-8 bytes per posting)."""
-
-    __slots__ = ("features", "offset", "base", "act", "last_seq", "per_event")
-
-    def __init__(self, features: np.ndarray, seq: np.ndarray, act: np.ndarray) -> None:
-        # Feature ids below 2**16 sort as uint16, for which numpy's stable sort is a radix sort.
-        if len(features) and int(features.max()) < 2**16:
-            features = features.astype(np.uint16)
-        order = np.argsort(features, kind="stable")
-        self.base = int(seq.min()) if len(seq) else 0
-        self.last_seq = int(seq.max()) if len(seq) else -1
-        small = np.uint16 if self.last_seq - self.base < 2**16 else np.uint32
-        self.features, self.act = features[order], act[order]
-        self.offset = (seq[order] - self.base).astype(small)
-        # Postings per event: one that reached max_features may have had more features present.
-        self.per_event = np.bincount(self.offset).astype(np.uint16)  # <= max_features (4,096)
-        # Frozen copies of the index share chunks (RetrievalIndex.frozen): never write one.
-        for a in (self.features, self.act, self.offset, self.per_event):
-            a.flags.writeable = False
-
-    @property
-    def seq(self) -> np.ndarray:
-        return self.offset.astype(np.int64) + self.base
-
-    def lookup(self, feature: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = np.searchsorted(self.features, np.array([feature, feature + 1], dtype=np.int64))
-        return self.offset[lo:hi].astype(np.int64) + self.base, self.act[lo:hi]
 
 
 class _RingQueries:
@@ -68,6 +55,7 @@ class _RingQueries:
     _version: np.ndarray
     _time: np.ndarray
     _text: dict[TextField, list[str | None]]
+    _tokens: dict[TextField, np.ndarray]  # int32[capacity] per field; -1 unknown
     _chunks: dict[TextField, list[_Chunk]]
 
     def retrieve(
@@ -117,10 +105,7 @@ class _RingQueries:
         """
         wanted = list(dict.fromkeys(int(f) for f in features))
         names = list(dict.fromkeys(versions))
-        # Ring version id -> position in names, -1 if not asked for; the extra last entry
-        # answers the -1 of a never-written slot.
-        where = np.array([names.index(v) if m == model_id and v in names else -1
-                          for m, v in self._versions] + [-1], dtype=np.int64)
+        where = self._where(model_id, names)
         oldest = max(0, self._seq - self.capacity)
         live = where[self._version[np.arange(oldest, self._seq) % self.capacity]]
         n_documents = np.bincount(live[live >= 0], minlength=len(names))
@@ -132,6 +117,42 @@ class _RingQueries:
         return count_cooccurrence(model_id, field, names, wanted, n_documents, seq[keep],
                                   side[keep], col[keep],
                                   np.bincount(cut[cut >= 0], minlength=len(names)))
+
+    def length_strata(
+        self,
+        features: Sequence[int],
+        model_id: str,
+        versions: Sequence[str],
+        edges: Sequence[int],
+        field: TextField = "response",
+    ) -> LengthStrata:
+        """Per version and token-length stratum (``edges[s - 1] <= tokens < edges[s]``), the
+        ring's documents and those with each of ``features`` (:mod:`saewatch.state.ring_length`).
+
+        >>> from saewatch.state.testing import make_batch
+        >>> index = RetrievalIndex(capacity=100)
+        >>> index.update(make_batch([[1], [1], []], 4, n_tokens=[5, 50, 60]))
+        >>> index.update(make_batch([[1], []], 4, version="v2", start=3, n_tokens=[4, 70]))
+        >>> s = index.length_strata([1], "m", ["v1", "v2"], edges=[10])
+        >>> s.n_documents.tolist(), s.present[:, :, 0].tolist()
+        ([[1, 2], [1, 1]], [[1, 1], [1, 0]])
+        """
+        wanted = list(dict.fromkeys(int(f) for f in features))
+        names = list(dict.fromkeys(versions))
+        oldest = max(0, self._seq - self.capacity)
+        pos = np.arange(oldest, self._seq) % self.capacity
+        seq, col = (posting_matches(self._chunks[field], wanted, oldest) if wanted
+                    else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        return count_length_strata(
+            model_id, field, names, wanted, edges, self._where(model_id, names)[self._version[pos]],
+            self._tokens[field][pos], seq, col,
+            saturated_events(self._chunks[field], self.max_features, oldest), oldest)
+
+    def _where(self, model_id: str, names: list[str]) -> np.ndarray:
+        """Ring version id -> position in ``names``, -1 if not asked for; the extra last entry
+        answers the -1 of a never-written slot."""
+        return np.array([names.index(v) if m == model_id and v in names else -1
+                         for m, v in self._versions] + [-1], dtype=np.int64)
 
     def _postings(self, field: TextField, wanted: list[int]) -> tuple[np.ndarray, ...]:
         oldest = self._seq - self.capacity
@@ -165,7 +186,7 @@ class FrozenRetrieval(_RingQueries):
     """
 
     __slots__ = ("capacity", "max_features", "_seq", "_event_id", "_versions", "_version",
-                 "_time", "_text", "_chunks")
+                 "_time", "_text", "_tokens", "_chunks")
 
     def __init__(self, index: RetrievalIndex) -> None:
         self.capacity = index.capacity
@@ -176,6 +197,7 @@ class FrozenRetrieval(_RingQueries):
         self._version = _read_only(index._version)
         self._time = _read_only(index._time)
         self._text = {f: list(index._text[f]) for f in TEXT_FIELDS}
+        self._tokens = {f: _read_only(index._tokens[f]) for f in TEXT_FIELDS}
         self._chunks = {f: list(index._chunks[f]) for f in TEXT_FIELDS}
 
 
@@ -223,6 +245,7 @@ class RetrievalIndex(StateComponent, _RingQueries):
         self._version = np.full(capacity, -1, dtype=np.int32)
         self._time = np.zeros(capacity, dtype=np.float64)
         self._text: dict[TextField, list[str | None]] = {f: [None] * capacity for f in TEXT_FIELDS}
+        self._tokens = {f: np.full(capacity, UNKNOWN_TOKENS, dtype=np.int32) for f in TEXT_FIELDS}
         self._chunks: dict[TextField, list[_Chunk]] = {f: [] for f in TEXT_FIELDS}
 
     def __len__(self) -> int:
@@ -244,6 +267,7 @@ class RetrievalIndex(StateComponent, _RingQueries):
                      else [None] * len(kept))
             _put(self._text[f], first, texts)
             codes = batch.codes(f)
+            self._tokens[f][pos] = codes.n_tokens[n - len(kept):]
             rows, feats, acts = _strongest(codes.indptr, codes.indices, codes.values,
                                            self.max_features)
             self._chunks[f].append(_Chunk(feats, seqs[rows], acts))
@@ -277,85 +301,34 @@ class RetrievalIndex(StateComponent, _RingQueries):
         return FrozenRetrieval(self)
 
     def snapshot(self) -> dict[str, Any]:
-        live = [(s, s % self.capacity) for s in range(max(0, self._seq - self.capacity), self._seq)]
-        pos = [p for _s, p in live]
-        out: dict[str, Any] = {
-            "seq": self._seq,
-            "event_id": [self._event_id[p] for p in pos],
-            "version": [list(self._versions[self._version[p]]) for p in pos],
-            "time": self._time[pos].copy() if pos else np.zeros(0),
-            "text": {f: [self._text[f][p] for p in pos] for f in TEXT_FIELDS},
-            "postings": {},
-        }
-        for f in TEXT_FIELDS:
-            chunks = self._chunks[f]
-            out["postings"][f] = {
-                "sizes": np.array([len(c.offset) for c in chunks], dtype=np.int64),
-                "features": _cat([c.features for c in chunks], np.int32),
-                "seq": _cat([c.seq for c in chunks], np.int64),
-                "act": _cat([c.act for c in chunks], np.float16),
-            }
-        return out
+        pos = [s % self.capacity for s in range(max(0, self._seq - self.capacity), self._seq)]
+        return ring_snapshot(self._seq, pos, self._event_id, self._versions, self._version,
+                             self._time, self._text, self._tokens, self._chunks)
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.__init__(self.capacity, self.max_features, self.store_snippets,  # type: ignore[misc]
                       self.snippet_chars)
         self._seq = int(snapshot["seq"])
         first = self._seq - len(snapshot["event_id"])
+        pos = (first + np.arange(len(snapshot["event_id"]))) % self.capacity
         for i, event_id in enumerate(snapshot["event_id"]):
-            pos = (first + i) % self.capacity
-            self._event_id[pos] = event_id
-            self._version[pos] = self._version_id(*snapshot["version"][i])
-            self._time[pos] = snapshot["time"][i]
+            p = int(pos[i])
+            self._event_id[p] = event_id
+            self._version[p] = self._version_id(*snapshot["version"][i])
+            self._time[p] = snapshot["time"][i]
             for f in TEXT_FIELDS:
                 text = snapshot["text"][f][i]
-                self._text[f][pos] = text[: self.snippet_chars] if self.store_snippets else None
+                self._text[f][p] = text[: self.snippet_chars] if self.store_snippets else None
         for f in TEXT_FIELDS:
-            post = snapshot["postings"][f]
-            bounds = np.cumsum(post["sizes"])[:-1]
-            for feats, seq, act in zip(np.split(post["features"], bounds),
-                                       np.split(post["seq"], bounds),
-                                       np.split(post["act"], bounds), strict=True):
-                if len(seq):
-                    self._chunks[f].append(_Chunk(feats, seq, act))
+            self._tokens[f][pos] = snapshot_tokens(snapshot, f)
+            self._chunks[f] += [_Chunk(*parts) for parts in snapshot_chunks(snapshot, f)]
         self._expire()
 
     def merge(self, other: Self) -> None:
         """Append ``other``'s recent events after this one's (the ring then keeps the newest)."""
         if other.capacity != self.capacity or other.max_features != self.max_features:
             raise IncompatibleStateError("retrieval capacity/max_features differ: cannot merge")
-        snap = other.snapshot()
-        shift = self._seq - (other._seq - len(snap["event_id"]))
-        mine = self.snapshot()
-        merged = {**mine, "seq": self._seq + len(snap["event_id"])}
-        for name in ("event_id", "version"):
-            merged[name] = mine[name] + snap[name]
-        merged["time"] = np.concatenate([mine["time"], snap["time"]])
-        merged["text"] = {f: mine["text"][f] + snap["text"][f] for f in TEXT_FIELDS}
-        merged["postings"] = {f: _concat_postings(mine["postings"][f], snap["postings"][f], shift)
-                              for f in TEXT_FIELDS}
-        self.restore(merged)
-
-
-def _strongest(
-    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, features and activations of each row's ``k`` strongest entries (vectorised).
-
-    Rows are padded into one ``[n, longest]`` matrix and ``np.partition`` finds each row's k-th
-    largest value in linear time; ties at the threshold may keep a few more than ``k``.
-    """
-    lengths = np.diff(indptr)
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    vals = values.astype(np.float32)
-    if len(lengths) == 0 or lengths.max() <= k:
-        return rows, indices.astype(np.int32), values.astype(np.float16)
-    col = np.arange(len(indices)) - np.repeat(indptr[:-1], lengths)
-    padded = np.full((len(lengths), int(lengths.max())), -np.inf, dtype=np.float32)
-    padded[rows, col] = vals
-    kth = -np.partition(-padded, k - 1, axis=1)[:, k - 1]
-    keep = vals >= kth[rows]
-    return rows[keep], indices[keep].astype(np.int32), values[keep].astype(np.float16)
+        self.restore(merge_snapshots(self.snapshot(), other.snapshot()))
 
 
 def _put(ring: list[Any], first: int, values: list[Any]) -> None:
@@ -369,16 +342,3 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     out = a.copy()
     out.flags.writeable = False
     return out
-
-
-def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
-
-
-def _concat_postings(
-    a: dict[str, np.ndarray], b: dict[str, np.ndarray], shift: int
-) -> dict[str, np.ndarray]:
-    return {"sizes": np.concatenate([a["sizes"], b["sizes"]]),
-            "features": np.concatenate([a["features"], b["features"]]),
-            "seq": np.concatenate([a["seq"], b["seq"] + shift]),
-            "act": np.concatenate([a["act"], b["act"]])}

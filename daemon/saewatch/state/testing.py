@@ -32,9 +32,15 @@ def make_batch(
     start: int = 0,
     texts: Sequence[str] | None = None,
     prompt_texts: Sequence[str] | None = None,
+    n_tokens: Sequence[int] | None = None,
 ) -> FeatureBatch:
     """A batch whose response codes are ``rows`` (feature ids) and prompt codes ``prompt_rows``;
-    ``texts``/``prompt_texts`` replace the placeholder response/prompt texts."""
+    ``texts``/``prompt_texts`` replace the placeholder response/prompt texts, and ``n_tokens``
+    the responses' token counts (0 by default).
+
+    >>> make_batch([[1], []], 4, n_tokens=[12, 3]).response.n_tokens.tolist()
+    [12, 3]
+    """
     n = len(rows)
     vals = values or [[1.0] * len(r) for r in rows]
     prompts = prompt_rows or [[] for _ in rows]
@@ -55,7 +61,8 @@ def make_batch(
         d_sae=d_sae,
         events=events,
         prompt=SparseCodes.from_rows([list(r) for r in prompts], [[1.0] * len(r) for r in prompts]),
-        response=SparseCodes.from_rows([list(r) for r in rows], [list(v) for v in vals]),
+        response=SparseCodes.from_rows([list(r) for r in rows], [list(v) for v in vals],
+                                       n_tokens=list(n_tokens) if n_tokens is not None else None),
     )
 
 

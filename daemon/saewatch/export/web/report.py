@@ -80,18 +80,29 @@ def _feature_rows(deltas: Sequence[FeatureDelta], key: ComparisonKey, show_snipp
             f'<tr class="feature" data-feature="{d.feature}"><td class="rank">{rank}</td>'
             f'<td><span class="fid">#{d.feature}</span> <span class="label">{label}</span></td>'
             f"<td>{frequency_bars(d.freq_baseline, d.freq_candidate, scale)}</td>"
-            f'<td class="num">{d.log_odds_ratio:+.2f}</td><td class="num">{d.q_value:.2g}</td></tr>'
+            f'<td class="num">{d.log_odds_ratio:+.2f}</td><td class="num">{d.q_value:.2g}</td>'
+            f"<td>{_length_mark(d)}</td></tr>"
         )
         if show_snippets and (d.examples_baseline or d.examples_candidate):
             unfolded = " open" if rank == 1 else ""
             rows.append(
-                f'<tr class="examples-row"><td></td><td colspan="4"><details{unfolded}>'
+                f'<tr class="examples-row"><td></td><td colspan="5"><details{unfolded}>'
                 '<summary>examples</summary><div class="examples">'
                 f"{_snippets(d.examples_baseline, f'baseline · {key.baseline}')}"
                 f"{_snippets(d.examples_candidate, f'candidate · {key.candidate}')}"
                 "</div></details></td></tr>"
             )
     return "".join(rows)
+
+
+def _length_mark(d: FeatureDelta) -> str:
+    """A mark on a change that answer length accounts for; nothing on the others."""
+    if d.length_explained is not True:
+        return ""
+    said = (f"stratified p={d.stratified_p:.2g}" if d.stratified_p is not None else "")
+    if d.stratified_odds_ratio is not None:
+        said += f", odds ratio {d.stratified_odds_ratio:.2f} at equal length"
+    return f'<span class="length-mark" title="{escape(said)}">length</span>'
 
 
 def _feature_table(
@@ -104,7 +115,9 @@ def _feature_table(
         "<thead><tr><th>#</th><th>feature</th><th>documents with it "
         '<span class="legend baseline">baseline</span> <span class="legend candidate">candidate'
         '</span></th><th title="log-odds ratio, candidate vs baseline">log-odds</th>'
-        '<th title="Benjamini-Hochberg q-value">q</th></tr></thead>'
+        '<th title="Benjamini-Hochberg q-value">q</th>'
+        '<th title="change accounted for by a change of answer length (no longer significant '
+        'within strata of equal token length); listed after the others">length</th></tr></thead>'
         f"<tbody>{_feature_rows(deltas, key, show_snippets)}</tbody></table></div>"
     )
 
