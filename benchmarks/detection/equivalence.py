@@ -6,8 +6,9 @@ per run, one scenario's events are also written as JSONL and replayed through
 consumed by the App with ``source.kind=kafka`` (a broker from ``deploy/kafka`` via
 :class:`~tests.support.kafka.LocalBroker`, or ``$SAEWATCH_KAFKA_BOOTSTRAP``). Both encode live
 with the same encoder. Per-version document counts and per-feature firing counts of the response
-field, the verdict, the number of significant features and the top features must equal the
-simulation's final look; otherwise :class:`EquivalenceError` stops the run.
+field (up to a few near-threshold flips under bf16: :meth:`Summary.agrees`), the verdict, the
+number of significant features and the top features must equal the simulation's final look;
+otherwise :class:`EquivalenceError` stops the run.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ from saewatch.state.monitor import MonitorState
 logger = logging.getLogger(__name__)
 
 
+# Share of all firings that may differ (see Summary.agrees): the same 120 responses encoded in
+# two different batch compositions differ in 38 of 8,664 firings (0.44%) under bf16.
+FLIP_TOLERANCE = 0.01
+
+
 class EquivalenceError(SaewatchError):
     """The App replay and the cached simulation disagree; the benchmark's numbers are void."""
 
@@ -57,9 +63,29 @@ class Summary:
     alarm: bool
     top_up: list[int]
     top_down: list[int]
+    fired: dict[str, list[int]]  # per-feature firing counts per side (compared with a tolerance)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if k != "fired"}
+
+    def flips(self, other: Summary) -> int:
+        """Feature firings that differ between the two (summed over features and sides)."""
+        return sum(int(np.abs(np.subtract(self.fired[v], other.fired.get(v, 0))).sum())
+                   for v in self.fired)
+
+    def agrees(self, other: Summary) -> bool:
+        """Everything equal but up to ``FLIP_TOLERANCE`` of the firings.
+
+        Under bf16 autocast the pooled activations depend a little on how texts are batched
+        (padding changes the matmul blocking), so a feature just at its presence threshold can
+        flip between the App's batches and the cache's; anything beyond that is a real
+        difference.
+        """
+        same = (self.documents, self.verdict, self.n_significant, self.alarm, self.top_up,
+                self.top_down) == (other.documents, other.verdict, other.n_significant,
+                                   other.alarm, other.top_up, other.top_down)
+        total = sum(sum(f) for f in self.fired.values())
+        return same and self.flips(other) <= max(2, FLIP_TOLERANCE * total)
 
 
 def summarize(state: MonitorState, result: ComparisonResult) -> Summary:
@@ -73,6 +99,7 @@ def summarize(state: MonitorState, result: ComparisonResult) -> Summary:
         verdict=result.verdict, n_significant=result.n_significant,
         alarm=result.sequential_alarm,
         top_up=[d.feature for d in result.top_up], top_down=[d.feature for d in result.top_down],
+        fired={v: f.astype(np.int64).tolist() for v, f in fired.items()},
     )
 
 
@@ -147,8 +174,9 @@ def check(name: str, events: list[LLMEvent], simulated: Replay, encoder: SAEEnco
             work = Path(tmp) / path_name
             work.mkdir()
             got = run(events, encoder, encode, work)
-            out[path_name] = {**got.as_dict(), "equal": got == expected}
-            logger.info("equivalence %s: %s", path_name, "equal" if got == expected else got)
+            agrees = got.agrees(expected)
+            out[path_name] = {**got.as_dict(), "equal": agrees, "flips": got.flips(expected)}
+            logger.info("equivalence %s: %s", path_name, "equal" if agrees else got.as_dict())
     bad = [p for p in paths if not out[p]["equal"]]
     if bad:
         raise EquivalenceError(f"{', '.join(bad)} replay of {name!r} differs from the cached "

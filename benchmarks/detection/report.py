@@ -140,8 +140,10 @@ def preamble(results: dict[str, Any]) -> list[str]:
         f"Equivalence check ({eq['scenario']}, {eq['events']} events): App over "
         f"{' and '.join(paths)} gave the same per-version counts, verdict "
         f"({sim['verdict']}), {sim['n_significant']} significant features and top features as "
-        f"the cached simulation: " + ", ".join(f"{p} {'equal' if eq[p]['equal'] else 'DIFFERENT'}"
-                                               for p in paths) + ".",
+        f"the cached simulation: " + ", ".join(
+            f"{p} {'equal' if eq[p]['equal'] else 'DIFFERENT'}"
+            + (f" ({eq[p]['flips']} near-threshold firing flips: bf16 batching)"
+               if eq[p].get("flips") else "") for p in paths) + ".",
         "",
         f"Dense baseline: threshold z > {cal['threshold']:.2f} makes {cal['dense_aa_alarms']} of "
         f"{cal['aa_streams']} A/A streams alarm, as many as the SAE verdict "
