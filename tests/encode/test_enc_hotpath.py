@@ -67,9 +67,11 @@ def reference_codes(encoder: SAEEncoder, texts: Sequence[str], field: TextField)
         for d, doc in enumerate(group):
             mine = (r == d).numpy()
             rows[doc] = (c.numpy()[mine].astype(np.int32), values[mine])
-    return SparseCodes.from_arrays([x[0] for x in rows], [x[1] for x in rows],
-                                   [len(ids) - len(prefix) for ids, _ in docs],
-                                   [t for _, t in docs])
+    codes = SparseCodes.from_arrays([x[0] for x in rows], [x[1] for x in rows],
+                                    [len(ids) - len(prefix) for ids, _ in docs],
+                                    [t for _, t in docs])
+    # Presence thresholds (on by default for the shipped SAE) filter the pooled codes last.
+    return codes if encoder.presence is None else encoder.presence.apply(codes)
 
 
 def assert_identical(new: SparseCodes, ref: SparseCodes) -> None:
