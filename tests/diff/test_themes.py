@@ -162,19 +162,14 @@ def test_without_a_retrieval_ring_every_feature_is_a_theme() -> None:
 
 @pytest.mark.slow  # reads the cached codes of the real-data tests (encodes them on a cold cache)
 def test_real_concise_variant_collapses_into_a_few_themes() -> None:
-    """claude-2.1 vs its concise variant on disjoint prompt halves (tests/diff/test_diff_real.py's
-    pair). The cached codes predate per-feature presence thresholds: ~1,400 of 4,096 features
-    are present per response, so the ring must index them all (retrieval_max_features) for
-    co-occurrence of presence; at the default 64 every document is saturated and effects fall
-    back to the leaders'."""
-    from benchmarks.quality.alpaca_codes import (
-        CodesCache,
-        as_batch,
-        halves,
-        selected_instructions,
-    )
+    """claude-2.1 vs its concise variant on disjoint halves of all 805 prompts (the codes of
+    tests/diff/test_diff_real.py, with presence thresholds: median ~48 features per response).
+    Measured: 32 significant features in 16 themes, the largest of 5; 28 of the 32 fall. At the
+    ring's default 64 features per event more than 1% of the long responses are saturated, so
+    effects fall back to the leaders'; with 2,048 every present feature is indexed."""
+    from benchmarks.quality.alpaca_codes import N_ALPACA, CodesCache, as_batch, halves
 
-    cache, chosen = CodesCache(), selected_instructions()
+    cache, chosen = CodesCache(), np.arange(N_ALPACA)
     base, encoder_id, d_sae = cache.codes("claude-2.1", chosen)
     cand, _, _ = cache.codes("claude-2.1_concise", chosen)
     first, second = halves(len(chosen), 0)
@@ -190,11 +185,11 @@ def test_real_concise_variant_collapses_into_a_few_themes() -> None:
                               encoder_id, d_sae))
         results[cap] = build_report(state.view(), settings).comparisons[0]
     full, capped = results[2_048], results[64]
-    assert full.verdict == "drift" and full.n_significant > 100
+    assert full.verdict == "drift" and full.n_significant >= 20
     candidates = sum(len(t.features) for t in full.themes)
-    assert candidates >= 30 and full.n_significant_themes <= 30
+    assert candidates >= 20 and full.n_significant_themes <= 30
     assert full.n_significant_themes < 0.6 * candidates  # co-firing features were grouped
-    assert max(t.size for t in full.themes) >= 5
+    assert max(t.size for t in full.themes) >= 3
     assert {t.effect_basis for t in full.themes} == {"any_member"}
     assert all(t.cohesion >= NPMI_LINK for t in full.themes if t.cohesion is not None)
     # Concise answers: the largest phenomena fall.
