@@ -18,7 +18,9 @@ from typing import Any
 HEADLINES: dict[str, tuple[tuple[str, ...], ...]] = {
     "encoder": (("encoder", "events_per_s"), ("encoder", "tokens_per_s"),
                 ("encoder_vs_bare_ratio",), ("early_exit_speedup",)),
-    "aggregate": (("throughput", "events_per_s"), ("throughput_by_batch", "64")),
+    "aggregate": (("throughput", "events_per_s"), ("throughput_by_batch", "64"),
+                  ("real", "thresholded", "events_per_s"), ("real", "raw", "events_per_s"),
+                  ("features", "events_per_s")),
     "clusters": (("options", "ours-pca-48", "learn_per_s"),
                  ("options", "ours-pca-48", "ari_vs_offline")),
     "e2e": (("e2e_events_per_s",), ("encoder_events_per_s",), ("e2e_vs_encoder",),

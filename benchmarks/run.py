@@ -53,8 +53,10 @@ class Bench:
 BENCHES = (
     Bench("encoder", (), ("--events", "8", "--runs", "1", "--max-tokens-per-text", "32",
                           "--batch-tokens", "512"), "--output", model_bound=True),
+    # The quick run leaves out the real-codes sections: they need the default model.
     Bench("aggregate", (), ("--runs", "1", "--warmup", "2560", "--events", "2560", "--also-batches",
-                            "--memory-events", "25600", "51200"), "--json"),
+                            "--memory-events", "25600", "51200",
+                            "--sections", "throughput", "memory", "diff"), "--json"),
     Bench("clusters", (), ("--n", "2400", "--runs", "1", "--raw-limit", "100"), None),
     Bench("e2e", (), ("--quick",), "--json", model_bound=True),
     Bench("scaleout", (), ("--quick",), "--json", model_bound=True),

@@ -71,6 +71,8 @@ def test_format_1_messages_with_json_lists_are_still_read() -> None:
         ({"response": {"indices": "AAAAAA==", "values": "", "n_tokens": 1, "truncated": False}},
          "differ in length"),
         ({"d_sae": 8}, "outside"),
+        ({"response": {"indices": "/////w==", "values": "ADw=", "n_tokens": 1,  # id -1
+                       "truncated": False}}, "outside"),
     ],
 )
 def test_malformed_messages_raise_a_codec_error_naming_the_problem(change, message) -> None:

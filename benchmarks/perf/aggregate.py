@@ -1,16 +1,22 @@
 """State and diff speed on one core: events/s of ``MonitorState.update``, memory vs events, diff time.
 
-Measured on one pinned core (BLAS threads = 1) with realistic sparse codes: heavy-tailed (Zipf)
+Measured on one pinned core (BLAS threads = 1) with synthetic sparse codes: heavy-tailed (Zipf)
 feature frequencies, ``--nnz`` features per response document and half as many per prompt, two
-model versions and a metadata label, batches of ``--batch`` events. Codes can instead come from a
-real encoded file (``--codes``, the ``.npz`` cache written by the slow diff tests), which sets the
-realistic density. Every timing is the median of ``--runs`` runs after a warm-up.
+model versions and a metadata label, batches of ``--batch`` events; and on the shipped SAE's
+real codes of real events (:mod:`benchmarks.perf.capacity`). Every timing is the median of
+``--runs`` runs after a warm-up.
 
 Sections:
 
-* ``throughput``: ``MonitorState.update`` events/s after ``--warmup`` events, and each
-  component's share (µs per event, measured on its own on the same batches); repeated with
-  the batch sizes of ``--also-batches`` (``throughput_by_batch``: per-batch overhead);
+* ``throughput``: ``MonitorState.update`` events/s on synthetic codes after ``--warmup``
+  events, and each component's share (µs per event, measured on its own on the same batches);
+  repeated with the batch sizes of ``--also-batches`` (``throughput_by_batch``: per-batch
+  overhead);
+* ``real``: the same on ``--real-events`` real events (prompts and responses of the demo
+  sample at 256 tokens), raw codes and presence-thresholded codes side by side, with every
+  component timed in the same pass (:func:`benchmarks.perf.capacity.real_section`);
+* ``features``: ``saewatch aggregate``'s work per poll of ``--poll`` features messages besides
+  Kafka: decode and check each message, assemble, update (thresholded real codes);
 * ``memory``: peak RSS of a fresh process after feeding N events (flat once the retrieval ring
   is full; everything else is bounded by d_sae, keys and windows);
 * ``diff``: ``compare`` time per comparison for d_sae 16,384 and 65,536;
@@ -24,6 +30,7 @@ Run::
 
     python -m benchmarks.perf.aggregate                 # all sections, prints a JSON summary
     python -m benchmarks.perf.aggregate --sections diff --runs 7
+    python -m benchmarks.perf.aggregate --sections real features   # capacity on real codes
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -46,9 +52,11 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks.perf.capacity import features_section, real_section  # noqa: E402
+from benchmarks.perf.real_codes import load_real_codes  # noqa: E402
 from saewatch.config import DiffSettings, StateSettings  # noqa: E402
 from saewatch.diff.compare import compare  # noqa: E402
-from saewatch.models import ComparisonKey, FeatureBatch, FeatureCounts, LLMEvent, SparseCodes  # noqa: E402
+from saewatch.models import ComparisonKey, FeatureBatch, FeatureCounts, LLMEvent  # noqa: E402
 from saewatch.state.descriptor_counts import DescriptorCounter  # noqa: E402
 from saewatch.state.descriptors import extract_descriptors  # noqa: E402
 from saewatch.state.monitor import MonitorState  # noqa: E402
@@ -59,24 +67,11 @@ logger = logging.getLogger("benchmarks.perf.aggregate")
 POOL = 16  # distinct code batches cycled through (generating codes is slower than folding them)
 
 
-def make_batches(
-    n_batches: int, batch: int, d_sae: int, nnz: int, seed: int, codes: Path | None = None,
-    threshold: float = 0.0,
-) -> list[FeatureBatch]:
-    """``n_batches`` batches cycling over a pool of synthetic (or real) code batches."""
+def make_batches(n_batches: int, batch: int, d_sae: int, nnz: int, seed: int) -> list[FeatureBatch]:
+    """``n_batches`` batches cycling over a pool of synthetic code batches."""
     rng = np.random.default_rng(seed)
-    pool = (
-        _real_pool(codes, batch, threshold)
-        if codes
-        else [
-            (
-                random_codes(batch, d_sae, max(1, nnz // 2), rng),
-                random_codes(batch, d_sae, nnz, rng),
-            )
-            for _ in range(POOL)
-        ]
-    )
-    d = d_sae if codes is None else int(np.load(codes)["d_sae"])
+    pool = [(random_codes(batch, d_sae, max(1, nnz // 2), rng), random_codes(batch, d_sae, nnz, rng))
+            for _ in range(POOL)]
     out = []
     for j in range(n_batches):
         prompt, response = pool[j % len(pool)]
@@ -94,39 +89,15 @@ def make_batches(
         )
         out.append(
             FeatureBatch(
-                encoder_id="bench", d_sae=d, events=events, prompt=prompt, response=response
+                encoder_id="bench", d_sae=d_sae, events=events, prompt=prompt, response=response
             )
         )
     return out
 
 
-def _real_pool(path: Path, batch: int, threshold: float) -> list[tuple[SparseCodes, SparseCodes]]:
-    """Batches of the cached real codes; ``threshold`` keeps what ``encode.threshold`` would."""
-    data = np.load(path)
-    indptr, indices, values = data["indptr"], data["indices"], data["values"]
-    if threshold > 0:
-        keep = values > threshold
-        indptr = np.concatenate(([0], np.cumsum(keep)))[indptr]
-        indices, values = indices[keep], values[keep]
-    pool = []
-    for start in range(0, len(indptr) - 1 - batch, batch):
-        lo, hi = indptr[start], indptr[start + batch]
-        codes = SparseCodes(
-            indptr=indptr[start : start + batch + 1] - lo,
-            indices=indices[lo:hi],
-            values=values[lo:hi],
-            n_tokens=np.zeros(batch, np.int32),
-            truncated=np.zeros(batch, bool),
-        )
-        pool.append((codes, codes))
-    return pool
-
-
 def throughput(args: argparse.Namespace) -> dict:
-    batches = make_batches(
-        (args.warmup + args.events) // args.batch, args.batch, args.d_sae, args.nnz, 0, args.codes,
-        args.threshold,
-    )
+    batches = make_batches((args.warmup + args.events) // args.batch, args.batch, args.d_sae,
+                           args.nnz, 0)
     warm, timed = batches[: args.warmup // args.batch], batches[args.warmup // args.batch :]
     n_timed = len(timed) * args.batch
     rates, parts = [], {}
@@ -180,12 +151,17 @@ def memory(args: argparse.Namespace) -> dict:
     return out
 
 
-def _rss_mib() -> float:
-    """Current resident set size (VmRSS), MiB."""
+def _status_mib(field: str) -> float:
+    """A memory figure of /proc/self/status (VmRSS: now, VmHWM: this process' peak), MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _rss_mib() -> float:
+    """Current resident set size (VmRSS), MiB."""
+    return _status_mib("VmRSS")
 
 
 def memory_child(args: argparse.Namespace) -> dict:
@@ -199,7 +175,7 @@ def memory_child(args: argparse.Namespace) -> dict:
                                  "timestamp": T0 + timedelta(seconds=0.01 * (j * args.batch + i))})
             for i, e in enumerate(b.events))
         state.update(b.model_copy(update={"events": events}))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")  # not ru_maxrss: that keeps the parent's peak across fork+exec
     return {"rss_mib": round(_rss_mib(), 1), "state_mib": round(_rss_mib() - base, 1),
             "peak_rss_mib": round(peak, 1)}
 
@@ -280,22 +256,28 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=12_800)
     p.add_argument("--events", type=int, default=12_800)
-    p.add_argument("--codes", type=Path, default=None)
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help="with --codes: drop activations <= this (as encode.threshold would)")
+    p.add_argument("--real-events", type=int, default=512,
+                   help="real events (sections real, features); missing codes are encoded once")
+    p.add_argument("--poll", type=int, default=512,
+                   help="features messages per poll (source.features_batch_size)")
     p.add_argument(
         "--memory-events", type=int, nargs="+", default=[25_600, 102_400, 204_800, 409_600, 819_200]
     )
-    p.add_argument("--sections", nargs="+", default=["throughput", "memory", "diff"])
+    p.add_argument("--sections", nargs="+",
+                   default=["throughput", "real", "features", "memory", "diff"])
     p.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     if args.memory_child:
         sys.stdout.write(json.dumps(memory_child(args)) + "\n")
         return
+    real = load_real_codes(args.real_events) if {"real", "features"} & set(args.sections) else None
     sections = {"throughput": throughput, "memory": memory, "diff": diff_time,
-                "descriptors": descriptor_cost}
+                "descriptors": descriptor_cost,
+                "real": lambda a: real_section(a, real),
+                "features": lambda a: features_section(a, real)}
     result = {"d_sae": args.d_sae, "nnz": args.nnz}
     for name in args.sections:
         logging.getLogger().info("running %s", name)

@@ -132,16 +132,19 @@ class SparseCodes(BaseModel):
         """
         if not parts:
             return cls._empty()
-        offsets = np.cumsum([0] + [len(p.indices) for p in parts[:-1]])
-        indptr = np.concatenate(
-            [np.zeros(1, dtype=np.int64)] + [p.indptr[1:] + o for p, o in zip(parts, offsets, strict=True)]
-        )
+        # Each part's row ends, shifted by the entries before the part: one vectorised add for
+        # all parts (an aggregator concatenates hundreds of one-row parts per poll).
+        rows = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+        sizes = np.fromiter((len(p.indices) for p in parts), dtype=np.int64, count=len(parts))
+        ends = np.concatenate([p.indptr[1:] for p in parts]).astype(np.int64, copy=False)
+        indptr = np.zeros(int(rows.sum()) + 1, dtype=np.int64)
+        indptr[1:] = ends + np.repeat(np.cumsum(sizes) - sizes, rows)
         return cls(
-            indptr=indptr.astype(np.int64),
-            indices=np.concatenate([p.indices for p in parts]).astype(np.int32),
-            values=np.concatenate([p.values for p in parts]).astype(np.float16),
-            n_tokens=np.concatenate([p.n_tokens for p in parts]).astype(np.int32),
-            truncated=np.concatenate([p.truncated for p in parts]).astype(bool),
+            indptr=indptr,
+            indices=np.concatenate([p.indices for p in parts]).astype(np.int32, copy=False),
+            values=np.concatenate([p.values for p in parts]).astype(np.float16, copy=False),
+            n_tokens=np.concatenate([p.n_tokens for p in parts]).astype(np.int32, copy=False),
+            truncated=np.concatenate([p.truncated for p in parts]).astype(bool, copy=False),
         )
 
 

@@ -17,22 +17,30 @@ observations (present feature ids and descriptor values), per (model_id, field) 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any, Self
 
 import numpy as np
 
-from saewatch.models import N_DESCRIPTORS, TEXT_FIELDS, BetEvidence, FeatureBatch, TextField
+from saewatch.models import (
+    DESCRIPTOR_NAMES,
+    N_DESCRIPTORS,
+    TEXT_FIELDS,
+    BetEvidence,
+    FeatureBatch,
+    TextField,
+)
 from saewatch.state.base import StateComponent
-from saewatch.state.betting import Observation, PairedBet, pack, unpack
+from saewatch.state.betting import PairedBet
 from saewatch.state.descriptor_counts import descriptor_values
 from saewatch.state.exceptions import IncompatibleStateError
-from saewatch.state.keys import SEPARATOR
+from saewatch.state.keys import SEPARATOR, group_rows
+from saewatch.state.observations import ObservationQueue, Rows, pack, unpack_rows
 
 logger = logging.getLogger(__name__)
 
 MAX_BETS = 3  # tests kept per (model_id, field): the newest version pairs
 BetKey = tuple[str, str, str, str]  # (model_id, field, baseline, candidate)
+CHARACTERS = DESCRIPTOR_NAMES.index("characters")
 
 
 class VersionBets(StateComponent):
@@ -64,36 +72,76 @@ class VersionBets(StateComponent):
         self.d_sae = d_sae
         self.queue_events = queue_events
         self._order: dict[tuple[str, str], list[str]] = {}  # (model_id, field) -> versions
-        self._recent: dict[tuple[str, str, str], deque[Observation]] = {}
+        self._recent: dict[tuple[str, str, str], ObservationQueue] = {}
         self._bets: dict[BetKey, PairedBet] = {}
 
     def update(self, batch: FeatureBatch) -> None:
+        models: dict[str, list[tuple[str, np.ndarray]]] = {}
+        for (model_id, version), rows in group_rows(batch).items():
+            models.setdefault(model_id, []).append((version, rows))
         for field in TEXT_FIELDS:
             codes = batch.codes(field)
-            values = np.log1p(descriptor_values(batch, field))
-            for i, event in enumerate(batch.events):
-                if not event.text(field):
-                    continue  # an absent prompt says nothing about either side
-                obs = Observation(codes.indices[codes.indptr[i]:codes.indptr[i + 1]].astype(
-                    np.int32), values[i])
-                self._add(event.model_id, field, event.model_version, obs)
+            values = descriptor_values(batch, field)
+            # Copies: queues keep rows for many batches, never views of a batch's arrays.
+            everything = Rows(np.array(codes.indptr, dtype=np.int64),
+                              np.array(codes.indices, dtype=np.int32), np.log1p(values))
+            present = values[:, CHARACTERS] > 0  # an absent prompt says nothing about a side
+            for model_id, versions in models.items():
+                self._update_model(model_id, field, versions, everything, present)
 
-    def _add(self, model_id: str, field: TextField, version: str, obs: Observation) -> None:
-        order = self._order.setdefault((model_id, field), [])
-        if version not in order:
-            if order:
-                self._start(model_id, field, order[-1], version)
-            order.append(version)
+    def _update_model(self, model_id: str, field: TextField,
+                      versions: list[tuple[str, np.ndarray]], everything: Rows,
+                      present: np.ndarray) -> None:
+        """One model's events of one field, in arrival order, as one event at a time would
+        go: a version first seen at row r starts its test there, so the events before r feed
+        the tests (and the baseline's queue) that existed before it."""
+        names = [v for v, _ in versions]
+        rows = np.concatenate([r for _, r in versions])
+        which = np.repeat(np.arange(len(versions)), [len(r) for _, r in versions])
+        order = np.argsort(rows, kind="stable")
+        rows, which = rows[order], which[order]
+        kept = present[rows]
+        rows, which = rows[kept], which[kept]
+        known = self._order.setdefault((model_id, field), [])
+        starts = sorted((int(np.argmax(which == k)), k) for k in np.unique(which).tolist()
+                        if names[k] not in known)
+        begin = 0
+        for at, k in [*starts, (len(rows), -1)]:
+            if at > begin:
+                self._feed(model_id, field, names, everything.select(rows[begin:at]),
+                           which[begin:at])
+            if k >= 0:
+                if known:
+                    self._start(model_id, field, known[-1], names[k])
+                known.append(names[k])
+            begin = at
+
+    def _feed(self, model_id: str, field: TextField, names: list[str], rows: Rows,
+              which: np.ndarray) -> None:
+        """Events of known versions (``which``: their index in ``names``) to their tests."""
+        present = np.unique(which).tolist()
+        split = {k: rows.select(np.flatnonzero(which == k)) for k in present}
         for (m, f, base, cand), bet in self._bets.items():
-            if m == model_id and f == field and version in (base, cand):
-                bet.add(0 if version == base else 1, obs)
-        self._recent.setdefault((model_id, field, version),
-                                deque(maxlen=self.queue_events)).append(obs)
+            if (m, f) != (model_id, field):
+                continue
+            k = [names.index(v) if v in names else -1 for v in (base, cand)]
+            sides = np.full(len(which), -1)
+            sides[which == k[0]], sides[which == k[1]] = 0, 1
+            sides = sides[sides >= 0]
+            if len(sides):
+                empty = Rows.empty(N_DESCRIPTORS)
+                bet.extend_sides(sides, split.get(k[0], empty), split.get(k[1], empty))
+        for k in present:
+            self._recent.setdefault(
+                (model_id, field, names[k]), ObservationQueue(self.queue_events, N_DESCRIPTORS)
+            ).extend(split[k])
 
     def _start(self, model_id: str, field: str, baseline: str, candidate: str) -> None:
         bet = PairedBet(self.d_sae, N_DESCRIPTORS, self.queue_events)
-        for obs in self._recent.get((model_id, field, baseline), ()):
-            bet.add(0, obs)
+        recent = self._recent.get((model_id, field, baseline))
+        if recent is not None:
+            seed = recent.rows()
+            bet.extend(np.zeros(len(seed), dtype=np.int64), seed)
         self._bets[(model_id, field, baseline, candidate)] = bet
         mine = [k for k in self._bets if k[:2] == (model_id, field)]
         for old in mine[:-MAX_BETS]:
@@ -124,7 +172,7 @@ class VersionBets(StateComponent):
         return {
             "d_sae": self.d_sae, "queue_events": self.queue_events,
             "order": {SEPARATOR.join(k): list(v) for k, v in self._order.items()},
-            "recent": {SEPARATOR.join(k): pack(q, N_DESCRIPTORS)
+            "recent": {SEPARATOR.join(k): pack(q.rows(), N_DESCRIPTORS)
                        for k, q in self._recent.items()},
             "bets": {SEPARATOR.join(k): b.snapshot() for k, b in self._bets.items()},
         }
@@ -136,8 +184,9 @@ class VersionBets(StateComponent):
             self._order[(model_id, field)] = list(versions)
         for name, rows in snapshot["recent"].items():
             model_id, field, version = name.split(SEPARATOR)
-            self._recent[(model_id, field, version)] = deque(unpack(rows),
-                                                             maxlen=self.queue_events)
+            queue = self._recent[(model_id, field, version)] = ObservationQueue(
+                self.queue_events, N_DESCRIPTORS)
+            queue.extend(unpack_rows(rows))
         for name, data in snapshot["bets"].items():
             model_id, field, base, cand = name.split(SEPARATOR)
             self._bets[(model_id, field, base, cand)] = PairedBet.from_snapshot(data)
@@ -151,7 +200,8 @@ class VersionBets(StateComponent):
             mine = self._order.setdefault(pair, [])
             mine += [v for v in versions if v not in mine]
         for recent, queue in other._recent.items():
-            self._recent.setdefault(recent, deque(maxlen=self.queue_events)).extend(queue)
+            self._recent.setdefault(recent, ObservationQueue(self.queue_events, N_DESCRIPTORS)
+                                    ).extend(queue.rows())
         for key, bet in other._bets.items():
             if key in self._bets:
                 self._bets[key].merge(bet)

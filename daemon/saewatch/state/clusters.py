@@ -95,6 +95,7 @@ class StreamingClusters(StateComponent):
         self._weights = np.ones(d_sae, dtype=np.float32)
         self._basis = random_basis(d_sae, dims, seed)
         self._model = KMeans(n_clusters=n_clusters, halflife=halflife, seed=seed)
+        self._centres: np.ndarray | None = None  # the model's centres as an array, until moved
         # Warm-up buffer of binarized response codes (CSR); None once the warm-up is over.
         self._buffer: tuple[np.ndarray, np.ndarray] | None = (
             np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
@@ -108,9 +109,14 @@ class StreamingClusters(StateComponent):
         return project(indptr, indices, self._weights, self._basis)
 
     def centres(self) -> np.ndarray:
-        """Current centres ``[n_clusters, dims]`` (river initialises them lazily, seeded)."""
-        return np.array([[self._model.centers[c][j] for j in range(self.dims)]
-                         for c in range(self.n_clusters)], dtype=np.float32)
+        """Current centres ``[n_clusters, dims]`` (river initialises them lazily, seeded).
+
+        Read from river's dicts only after they moved (a learning step or a placement): the
+        read is a Python loop over every coordinate, and most batches learn nothing."""
+        if self._centres is None:
+            self._centres = np.array([[self._model.centers[c][j] for j in range(self.dims)]
+                                      for c in range(self.n_clusters)], dtype=np.float32)
+        return self._centres.copy()
 
     def assign(self, x: np.ndarray) -> np.ndarray:
         c = self.centres()
@@ -127,6 +133,7 @@ class StreamingClusters(StateComponent):
         seq = np.arange(self._seen, self._seen + len(x))
         for row in x[(seq >= first) & ((seq - self.warmup) % self.learn_every == 0)]:
             self._model.learn_one(dict(enumerate(row.tolist())))  # type: ignore[no-untyped-call]
+            self._centres = None
         self._seen += len(x)
         labels = self.assign(x)
         for version, rows in group_rows(batch).items():
@@ -157,6 +164,7 @@ class StreamingClusters(StateComponent):
     def _set_centres(self, centres: np.ndarray) -> None:
         for c, centre in enumerate(np.asarray(centres, dtype=np.float64)):
             self._model.centers[c].update(enumerate(centre.tolist()))
+        self._centres = None
 
     def describe(self, cluster: int, k: int = 5) -> list[int]:
         """The ``k`` features most over-represented in ``cluster`` (smoothed lift)."""

@@ -82,11 +82,26 @@ class MetadataTable:
         return i
 
     def update(self, metadata: Sequence[Mapping[str, str]], onehot: Mapping[str, np.ndarray]) -> None:
-        pairs = [(d, self._entry(k, v)) for d, md in enumerate(metadata) for k, v in md.items()]
-        pairs = [(d, i) for d, i in pairs if i >= 0]
-        if not pairs:
+        # Events share a handful of distinct metadata dicts: each distinct one is looked up
+        # once (in first-seen order, so entries get the numbers one lookup per event would
+        # give them), and its overflowing entries still count once per event.
+        known: dict[tuple[tuple[str, str], ...], tuple[list[int], int]] = {}
+        docs: list[int] = []
+        entries: list[int] = []
+        for d, md in enumerate(metadata):
+            if not md:
+                continue
+            items = tuple(md.items())
+            found = known.get(items)
+            if found is None:
+                ids = [self._entry(k, v) for k, v in items]
+                found = known[items] = ([i for i in ids if i >= 0], ids.count(-1))
+            else:
+                self.overflow += found[1]
+            docs += [d] * len(found[0])
+            entries += found[0]
+        if not entries:
             return
-        docs, entries = np.array(pairs, dtype=np.int64).T
         used, column = np.unique(entries, return_inverse=True)  # only the entries in this batch
         mv = np.zeros((len(metadata), len(used)), dtype=np.float32)
         mv[docs, column] = 1.0
