@@ -10,7 +10,10 @@ topic of a real broker. Then, ``--runs`` times and side by side in one process:
   Every run is checked: the final snapshot's offsets equal the topic's end offsets and the state
   counted every event exactly once;
 * ``encoder``: ``SAEEncoder.encode`` on the same events in batches of ``source.batch_size``, the
-  same encoder object, the same token budget.
+  same encoder object, the same token budget;
+* with ``--look-ahead``, also ``e2e_ahead``: the daemon again with the same encoder looking
+  ahead (:meth:`SAEEncoder.with_look_ahead`: the next full poll tokenized in a thread while the
+  current one runs; ``encode.look_ahead: on``), checked the same way.
 
 The two alternate (which goes first flips each run), so a load change on the shared machine hits
 both. Reported: medians, events/s, and ``e2e_vs_encoder`` = encoder time / e2e time (1.0 means
@@ -69,6 +72,7 @@ class RunTimes:
     e2e_s: float
     encoder_s: float
     restarts: int = 0
+    e2e_ahead_s: float | None = None
 
 
 def daemon_settings(
@@ -193,10 +197,19 @@ def one_run(
     enc_s = encode_only(encoder, events, args.batch_size) if encoder_first else 0.0
     e2e_s, app, settings, restarts = run_daemon(settings, encoder, len(events))
     check_accounting(app, settings, ends, len(events))
+    ahead_s = None
+    if args.look_ahead:
+        ahead = encoder.with_look_ahead()
+        settings = daemon_settings(bootstrap, topic, encode, args.batch_size, folder / "ahead")
+        ahead_s, app, settings, more = run_daemon(settings, ahead, len(events))
+        ahead.close()
+        check_accounting(app, settings, ends, len(events))
+        restarts += more
     if not encoder_first:
         enc_s = encode_only(encoder, events, args.batch_size)
-    logger.info("run: e2e %.2fs, encoder %.2fs (ratio %.3f)", e2e_s, enc_s, enc_s / e2e_s)
-    return RunTimes(e2e_s=e2e_s, encoder_s=enc_s, restarts=restarts)
+    logger.info("run: e2e %.2fs, encoder %.2fs (ratio %.3f), looking ahead %s", e2e_s, enc_s,
+                enc_s / e2e_s, "-" if ahead_s is None else f"{ahead_s:.2f}s")
+    return RunTimes(e2e_s=e2e_s, encoder_s=enc_s, restarts=restarts, e2e_ahead_s=ahead_s)
 
 
 def summarize(
@@ -241,7 +254,20 @@ def summarize(
         "e2e_s_per_run": [round(r.e2e_s, 3) for r in runs],
         "encoder_s_per_run": [round(r.encoder_s, 3) for r in runs],
         "all_events_accounted": True,  # check_accounting raised otherwise
+        **_look_ahead_figures(runs, enc),
         "restarts_without_partitions": sum(r.restarts for r in runs),
+    }
+
+
+def _look_ahead_figures(runs: list[RunTimes], encoder_s: float) -> dict[str, object]:
+    ahead = [r.e2e_ahead_s for r in runs if r.e2e_ahead_s is not None]
+    if not ahead:
+        return {}
+    return {
+        "e2e_ahead_s_median": round(median(ahead), 3),
+        "e2e_ahead_vs_encoder": round(encoder_s / median(ahead), 3),
+        "e2e_ahead_vs_e2e_per_run": [round(r.e2e_s / a, 3) for r, a in zip(runs, ahead,
+                                                                          strict=True)],
     }
 
 
@@ -258,6 +284,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny random model and SAE, 24 events, 2 runs")
     p.add_argument("--json", type=Path, default=None, help="write the result here too")
+    p.add_argument("--look-ahead", action="store_true",
+                   help="also run the daemon with the encoder looking ahead (e2e_ahead)")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.runs = min(args.events, 24), min(args.runs, 2)

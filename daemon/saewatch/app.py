@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from saewatch.checkpoint import Checkpointer, OffsetTracker
 from saewatch.config import EncodeSettings, Settings
 from saewatch.diff.report import build_report
-from saewatch.encode.base import Encoder
+from saewatch.encode.base import Encoder, PendingCodes
 from saewatch.errors import ConfigError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
@@ -33,7 +33,7 @@ from saewatch.runtime import (
     StopFlag,
     count_polled,
     default_encoder,
-    encode_timed,
+    finish_timed,
     fold,
     report_encoder,
     report_model,
@@ -166,6 +166,8 @@ class App:
             if self.serve_http:
                 self._start_http(stack)
             encoder = self._load_encoder(state)
+            if encoder is not None:
+                stack.callback(encoder.close)
             tracker = OffsetTracker(offsets)
             # Every (re)assignment resumes where the state is now, not where it was at start.
             try:
@@ -200,14 +202,26 @@ class App:
     ) -> None:
         src = self.settings.source
         size = self._plan.batch_size
+        # An encoder that works ahead (tokenizing in a thread, on GPU hosts) gets the next poll
+        # begun before the current one is finished, but only under backlog (a full poll): a
+        # short poll is finished at once rather than held for a poll that may wait its timeout.
+        # Nothing of the poll in hand is in the state or its offsets until it is folded, so a
+        # checkpoint or a crash meanwhile re-reads it, as for any unfolded record.
+        look_ahead = encoder is not None and encoder.looks_ahead
+        in_hand: _Begun | None = None
         next_report = time.monotonic()
         while not self.stop_flag.event.is_set():
             polled = source.poll_batch(size, src.poll_timeout_s)
             batch = tracker.fresh(polled)
-            if len(batch):
-                self._handle(batch, encoder, state)
-                tracker.advance_batch(batch)
-                self.handled += len(batch)
+            begun = self._begin(batch, encoder) if len(batch) else None
+            if in_hand is not None:
+                self._finish(in_hand, state, tracker)
+                in_hand = None
+            if begun is not None:
+                if look_ahead and len(polled) >= size:
+                    in_hand = begun
+                else:
+                    self._finish(begun, state, tracker)
             elif not len(polled) and self.stop_when_exhausted and source.exhausted:
                 logger.info("source exhausted")
                 break
@@ -217,18 +231,31 @@ class App:
                 report_source(self.metrics, source)
                 report_encoder(self.metrics, encoder)
                 next_report = time.monotonic() + self.settings.diff.interval_s
-            if self.max_events is not None and self.handled >= self.max_events:
+            pending = 0 if in_hand is None else len(in_hand.batch)
+            if self.max_events is not None and self.handled + pending >= self.max_events:
                 break
+        if in_hand is not None:  # the poll in hand is finished on the way out, like any batch
+            self._finish(in_hand, state, tracker)
 
-    def _handle(self, batch: SourceBatch, encoder: Encoder | None, state: MonitorState) -> None:
+    def _begin(self, batch: SourceBatch, encoder: Encoder | None) -> _Begun:
         count_polled(self.metrics, batch)
         if self._plan.invalid_is_error:
             self.metrics.processing_errors.labels(stage="source").inc(len(batch.invalid))
+        pending = None
+        if batch.records and encoder is not None:
+            pending = encoder.begin([r.event for r in batch.records])
+        return _Begun(batch, pending)
+
+    def _finish(self, begun: _Begun, state: MonitorState, tracker: OffsetTracker) -> None:
+        batch = begun.batch
         codes = None
-        if batch.records:
-            codes = (encode_timed(encoder, batch, self.metrics) if encoder is not None else
-                     FeatureBatch.concat([r.codes for r in batch.records if r.codes is not None]))
+        if begun.pending is not None:
+            codes = finish_timed(begun.pending, self.metrics)
+        elif batch.records:
+            codes = FeatureBatch.concat([r.codes for r in batch.records if r.codes is not None])
         fold(state, codes, len(batch.invalid), self.metrics)
+        tracker.advance_batch(batch)
+        self.handled += len(batch)
 
     # --- pieces ------------------------------------------------------------------------------
 
@@ -288,6 +315,14 @@ class App:
             self.settings.web, self.registry, self.reports, readiness=self.readiness
         )
         stack.enter_context(server)
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """A polled batch and, where its events are encoded here, their begun codes."""
+
+    batch: SourceBatch
+    pending: PendingCodes | None
 
 
 def _labels(settings: EncodeSettings, encoder: Encoder | None) -> dict[int, str]:

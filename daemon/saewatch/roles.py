@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from saewatch.checkpoint import OffsetTracker
 from saewatch.codec import encode_messages
 from saewatch.config import Settings
-from saewatch.encode.base import Encoder
+from saewatch.encode.base import Encoder, PendingCodes
 from saewatch.errors import PublishError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
@@ -43,7 +43,7 @@ from saewatch.runtime import (
     StopFlag,
     count_polled,
     default_encoder,
-    encode_timed,
+    finish_timed,
     report_encoder,
     report_model,
     report_source,
@@ -104,6 +104,7 @@ class EncodeWorker:
             stack.enter_context(self.stop_flag.installed())
             self._start_http(stack)
             encoder = self._encoder_factory()
+            stack.callback(encoder.close)
             self.readiness.model_loaded = True
             report_model(self.metrics, encoder)
             try:
@@ -123,28 +124,50 @@ class EncodeWorker:
     def _loop(self, source: Source, encoder: Encoder, producer: KafkaProducer) -> None:
         src = self.settings.source
         next_report = time.monotonic()
+        # As in the daemon (App._loop): an encoder that works ahead gets the next full poll
+        # begun before the current one is finished and published; what is in hand is not
+        # committed until published, so a crash meanwhile re-reads it.
+        in_hand: tuple[SourceBatch, PendingCodes | None] | None = None
         while not self.stop_flag.event.is_set():
             batch = source.poll_batch(src.batch_size, src.poll_timeout_s)
-            if len(batch):
-                self._publish(batch, encoder, producer)
-                # Only now, with every output acknowledged, may the input move on.
-                source.flush()
-                tracker = OffsetTracker()
-                tracker.advance_batch(batch)
-                source.commit(tracker.offsets())
-                self.handled += len(batch)
+            begun = self._begin(batch, encoder) if len(batch) else None
+            if in_hand is not None:
+                self._finish(*in_hand, source, producer)
+                in_hand = None
+            if begun is not None:
+                if encoder.looks_ahead and len(batch) >= src.batch_size:
+                    in_hand = begun
+                else:
+                    self._finish(*begun, source, producer)
             if time.monotonic() >= next_report:  # the daemon's cadence, idle polls included
                 report_source(self.metrics, source)
                 report_encoder(self.metrics, encoder)
                 next_report = time.monotonic() + self.settings.diff.interval_s
-            if self.max_events is not None and self.handled >= self.max_events:
+            pending = 0 if in_hand is None else len(in_hand[0])
+            if self.max_events is not None and self.handled + pending >= self.max_events:
                 break
+        if in_hand is not None:
+            self._finish(*in_hand, source, producer)
 
-    def _publish(self, batch: SourceBatch, encoder: Encoder, producer: KafkaProducer) -> None:
+    def _begin(self, batch: SourceBatch,
+               encoder: Encoder) -> tuple[SourceBatch, PendingCodes | None]:
         count_polled(self.metrics, batch)
-        if not batch.records:
-            return
-        codes = encode_timed(encoder, batch, self.metrics)
+        return batch, (encoder.begin([r.event for r in batch.records]) if batch.records else None)
+
+    def _finish(self, batch: SourceBatch, pending: PendingCodes | None, source: Source,
+                producer: KafkaProducer) -> None:
+        if pending is not None:
+            self._publish(batch, pending, producer)
+        # Only now, with every output acknowledged, may the input move on.
+        source.flush()
+        tracker = OffsetTracker()
+        tracker.advance_batch(batch)
+        source.commit(tracker.offsets())
+        self.handled += len(batch)
+
+    def _publish(self, batch: SourceBatch, pending: PendingCodes,
+                 producer: KafkaProducer) -> None:
+        codes = finish_timed(pending, self.metrics)
         kafka = self.settings.kafka
         futures, too_big = [], []
         for record, (key, value) in zip(batch.records, encode_messages(codes), strict=True):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from saewatch.config import Settings
-from saewatch.encode.base import Encoder
+from saewatch.encode.base import Encoder, PendingCodes
 from saewatch.export.metrics import PipelineMetrics
 from saewatch.models import TEXT_FIELDS, FeatureBatch, SourceBatch, TopicPartition
 from saewatch.source.base import ResumeOffset, Source
@@ -126,8 +126,14 @@ def fold(state: MonitorState, codes: FeatureBatch | None, invalid: int,
 
 def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics) -> FeatureBatch:
     """Encode the batch's valid events, recording duration, size, tokens and token-budget cuts."""
+    return finish_timed(encoder.begin([r.event for r in batch.records]), metrics)
+
+
+def finish_timed(pending: PendingCodes, metrics: PipelineMetrics) -> FeatureBatch:
+    """Finish a begun batch (:meth:`Encoder.begin`) like :func:`encode_timed`; the duration is
+    the caller's wait, so tokenizing done ahead in a thread is not counted twice."""
     started = time.monotonic()
-    codes = encoder.encode([r.event for r in batch.records])
+    codes = pending.result()
     seconds = time.monotonic() - started
     tokens = {}
     for name in TEXT_FIELDS:

@@ -225,3 +225,24 @@ def test_replayed_forward_gives_the_real_codes_and_times_every_stage(
     stages = by_stage(encoder, lambda: check_same(real, [encoder.encode(p) for p in polls]))
     assert set(stages) == {"tokenize", "pad", "forward", "mask", "sae", "pool", "assemble"}
     assert all(s >= 0 for s in stages.values())
+
+
+def test_begin_with_look_ahead_tokenizes_in_the_worker_and_gives_the_codes_of_encode(
+    build: Callable[..., SAEEncoder],
+) -> None:
+    encoder = build()
+    events = real_events(7)
+    plain = encoder.begin(events).result()  # look-ahead off by default on CPU: encode itself
+    assert encoder._tokenizer_thread is None and not encoder.looks_ahead
+    encoder._look_ahead = True
+    first, second = encoder.begin(events[:4]), encoder.begin(events[4:])
+    assert encoder._tokenizer_thread is not None and encoder.looks_ahead
+    # finished out of order: each pending batch keeps its own events and tokens
+    got_second, got_first = second.result(), first.result()
+    assert got_first.events == tuple(events[:4]) and got_second.events == tuple(events[4:])
+    joined = type(plain).concat([got_first, got_second])
+    assert_identical(joined.prompt, plain.prompt)
+    assert_identical(joined.response, plain.response)
+    encoder.close()
+    encoder.close()  # idempotent
+    assert encoder._tokenizer_thread is None

@@ -66,6 +66,10 @@ class EncodeSettings(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Tokens the FVE/L0 sanity check looks at on the first batches (0 turns it off).
     sanity_tokens: int = Field(default=4_096, ge=0)
+    # Tokenize the next poll in a thread while the model runs on this one (the daemon polls
+    # one batch ahead under backlog). auto = on CUDA only: on a CPU both cores already run the
+    # forward, so it measured no gain there (docs/BENCHMARKS.md, issue 17).
+    look_ahead: Literal["auto", "on", "off"] = "auto"
 
     @model_validator(mode="after")
     def _check_tail(self) -> EncodeSettings:

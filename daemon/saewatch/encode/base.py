@@ -5,6 +5,23 @@ is encoded in; in bf16 (CUDA weights, or CPU autocast) the rounding of a batch's
 a feature across the TopK or threshold edge, so ~1 % of fired features may differ between two
 batchings of the same texts. Exact cross-process comparisons (the scale-out tests) run in fp32.
 
+An encoder may start a batch before the caller needs its codes: :meth:`Encoder.begin` returns a
+:class:`PendingCodes` whose :meth:`~PendingCodes.result` finishes it. Where
+:attr:`Encoder.looks_ahead` is true, ``begin`` already works in the background (the SAE encoder
+tokenizes in a thread), so the daemon begins the next poll before it finishes the current one;
+otherwise ``begin`` does nothing until ``result`` and the daemon does not poll ahead.
+
+>>> from saewatch.models import SparseCodes
+>>> class Empty(Encoder):
+...     encoder_id, d_sae = "empty", 1
+...     def encode(self, events):
+...         none = SparseCodes.from_rows([], [])
+...         return FeatureBatch(encoder_id=self.encoder_id, d_sae=1, events=(),
+...                             prompt=none, response=none)
+>>> pending = Empty().begin([])
+>>> len(pending.result()), Empty().looks_ahead
+(0, False)
+
 Besides encoding, an encoder answers what the runtime exports about it: :meth:`Encoder.describe`
 (``saewatch_model_info``), :attr:`Encoder.health` (the SAE sanity gauges) and
 :meth:`Encoder.device_memory` (GPU memory gauges). The defaults suit an encoder without a model
@@ -17,7 +34,7 @@ behind it (tests, replays of stored codes).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from saewatch.models import FeatureBatch, LLMEvent
@@ -66,6 +83,18 @@ class DeviceMemory:
     reserved: int
 
 
+@dataclass(frozen=True)
+class PendingCodes:
+    """A batch of events begun by :meth:`Encoder.begin`; :meth:`result` finishes it (once)."""
+
+    events: Sequence[LLMEvent]
+    finish: Callable[[], FeatureBatch]
+
+    def result(self) -> FeatureBatch:
+        """The batch's codes, computed in the calling thread (after any work begun ahead)."""
+        return self.finish()
+
+
 class Encoder(ABC):
     """Turns events' prompt and response texts into sparse SAE document codes."""
 
@@ -75,6 +104,21 @@ class Encoder(ABC):
     @abstractmethod
     def encode(self, events: Sequence[LLMEvent]) -> FeatureBatch:
         """Encode both text fields of every event; never drops an event."""
+
+    @property
+    def looks_ahead(self) -> bool:
+        """Whether :meth:`begin` starts work in the background (then the caller begins the
+        next batch before finishing this one); by default it does not."""
+        return False
+
+    def begin(self, events: Sequence[LLMEvent]) -> PendingCodes:
+        """Start encoding ``events``; the codes are those of :meth:`encode`. By default
+        nothing starts before :meth:`PendingCodes.result`."""
+        return PendingCodes(events, lambda: self.encode(events))
+
+    def close(self) -> None:
+        """Release what the encoder holds besides memory (worker threads); idempotent."""
+        return None  # nothing held by default
 
     def describe(self) -> EncoderInfo:
         """What runs (for ``saewatch_model_info``); by default the encoder id alone."""

@@ -23,6 +23,7 @@ Build the offline default in one call (loads SmolLM2-135M-Instruct and the shipp
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from transformers import PreTrainedModel
 from typing_extensions import override
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.base import DeviceMemory, Encoder, EncoderHealth, EncoderInfo
+from saewatch.encode.base import DeviceMemory, Encoder, EncoderHealth, EncoderInfo, PendingCodes
 from saewatch.encode.default import DEFAULT_MODEL_NAME
 from saewatch.encode.exceptions import SaeLoadError
 from saewatch.encode.health import DEFAULT_SANITY_TOKENS, SanityCheck
@@ -75,6 +76,10 @@ class SAEEncoder(Encoder):
         Healthy FVE/L0 ranges for the sanity check on the first tokens.
     sanity_tokens
         How many tokens the sanity check looks at (0 turns it off).
+    look_ahead
+        :meth:`begin` tokenizes in a worker thread, so the caller can begin the next batch
+        before finishing this one (:attr:`looks_ahead`; pays off where the forward runs on a
+        GPU and the host's cores are free meanwhile).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class SAEEncoder(Encoder):
         model_name: str = DEFAULT_MODEL_NAME,
         sae_id: str = "",
         presence: PresenceThresholds | None = None,
+        look_ahead: bool = False,
     ) -> None:
         if int(sae.cfg.d_in) != reader.d_model:
             raise SaeLoadError(
@@ -110,6 +116,8 @@ class SAEEncoder(Encoder):
         self._sanity = SanityCheck(
             expectations or SaeExpectations(0.0, None, "none"), tokens_wanted=sanity_tokens
         )
+        self._look_ahead = look_ahead
+        self._tokenizer_thread: ThreadPoolExecutor | None = None  # made on first use
 
     @classmethod
     def from_settings(cls, settings: EncodeSettings) -> SAEEncoder:
@@ -162,6 +170,8 @@ class SAEEncoder(Encoder):
             model_name=name,
             sae_id=loaded.sae_id,
             presence=presence,
+            look_ahead=settings.look_ahead == "on"
+            or (settings.look_ahead == "auto" and reader.device.type == "cuda"),
         )
 
     @property
@@ -190,24 +200,54 @@ class SAEEncoder(Encoder):
         """
         return self._encode_tokenized(events, self._tokenize_events(events))
 
-    def encode_stream(self, batches: Iterable[Sequence[LLMEvent]]) -> Iterator[FeatureBatch]:
-        """:meth:`encode` of each batch in turn, tokenizing the next batch while this one runs.
+    @property
+    @override
+    def looks_ahead(self) -> bool:
+        return self._look_ahead
 
-        The tokenizer runs in one worker thread (fast tokenizers release the GIL), so on a GPU
-        its CPU time hides behind the forward of the batch before. The next batch is taken
-        from ``batches`` before the current one is encoded; codes are those of :meth:`encode`.
-        """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saewatch-tokenize") as pool:
-            it = iter(batches)
-            current = next(it, None)
-            ahead = pool.submit(self._tokenize_events, current) if current is not None else None
-            while current is not None and ahead is not None:
-                tokenized = ahead.result()
-                following = next(it, None)
-                ahead = (pool.submit(self._tokenize_events, following)
-                         if following is not None else None)
-                yield self._encode_tokenized(current, tokenized)
-                current = following
+    @override
+    def begin(self, events: Sequence[LLMEvent]) -> PendingCodes:
+        """Start tokenizing ``events`` in the worker thread where :attr:`looks_ahead` (fast
+        tokenizers release the GIL, so on a GPU host it runs beside the forward of the batch
+        before); :meth:`PendingCodes.result` runs model and SAE in the caller's thread."""
+        if not self._look_ahead:
+            return super().begin(events)
+        return self._begin_in_thread(events)
+
+    def _begin_in_thread(self, events: Sequence[LLMEvent]) -> PendingCodes:
+        if self._tokenizer_thread is None:
+            self._tokenizer_thread = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="saewatch-tokenize")
+        tokens = self._tokenizer_thread.submit(self._tokenize_events, events)
+        return PendingCodes(events, lambda: self._encode_tokenized(events, tokens.result()))
+
+    def with_look_ahead(self, on: bool = True) -> SAEEncoder:
+        """This encoder (same model, SAE, id and codes) with :attr:`looks_ahead` set to ``on``
+        and a worker thread of its own (side-by-side benchmarks share one loaded model)."""
+        twin = copy.copy(self)
+        twin._look_ahead = on
+        twin._tokenizer_thread = None
+        return twin
+
+    @override
+    def close(self) -> None:
+        if self._tokenizer_thread is not None:
+            self._tokenizer_thread.shutdown(wait=True)
+            self._tokenizer_thread = None
+
+    def encode_stream(self, batches: Iterable[Sequence[LLMEvent]]) -> Iterator[FeatureBatch]:
+        """:meth:`encode` of each batch in turn, tokenizing the next batch while this one runs
+        (whatever :attr:`looks_ahead` says): the next batch is taken from ``batches`` and
+        begun in the worker thread before the current one is finished; codes are those of
+        :meth:`encode`."""
+        pending: PendingCodes | None = None
+        for events in batches:
+            following = self._begin_in_thread(events)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
 
     def _tokenize_events(self, events: Sequence[LLMEvent]) -> list[list[TokenizedText]]:
         return self.reader.tokenize_fields(
