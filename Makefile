@@ -51,6 +51,8 @@ bench-deps: venv
 
 bench-detect: bench-deps
 	$(BIN)/python -m benchmarks.detection.run
+	# Watched behaviours on planted properties (shares the code cache with the run above).
+	$(BIN)/python -m benchmarks.detection.behaviours
 
 kafka-up:
 	deploy/kafka/start.sh

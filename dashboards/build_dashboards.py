@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from behaviours_board import behaviours
 from grafana_model import CMP, Panel, dashboard, panel, row, stat, target, variable
 
 HERE = Path(__file__).resolve().parent
@@ -398,7 +399,8 @@ def comparison() -> dict[str, Any]:
 
 def render() -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
-    boards = {"saewatch-overview.json": overview(), "saewatch-comparison.json": comparison()}
+    boards = {"saewatch-overview.json": overview(), "saewatch-comparison.json": comparison(),
+              "saewatch-behaviours.json": behaviours()}
     return {name: json.dumps(board, indent=2) + "\n" for name, board in boards.items()}
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from saewatch.config import LLMSettings
 from tests.support.kafka import KafkaCluster, LocalBroker, broker_answers
 
 TESTS_DATA = Path(__file__).resolve().parent / "data"
@@ -71,3 +72,20 @@ def kafka_cluster(kafka_bootstrap: str) -> Iterator[KafkaCluster]:
 def kafka_topic(kafka_cluster: KafkaCluster) -> str:
     """A fresh one-partition topic (with its ``.dlq``)."""
     return kafka_cluster.create_topic(1)
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMSettings]:
+    """``labels.llm`` settings of a real local OpenAI-compatible server (``transformers serve``
+    of the embedded SmolLM2), started once per session (:mod:`tests.support.llm_server`)."""
+    from tests.support.llm_server import LocalLLMServer, plain_default_model
+
+    server = LocalLLMServer(plain_default_model(), tmp_path_factory.mktemp("llm") / "serve.log")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server.settings
+    finally:
+        server.stop()

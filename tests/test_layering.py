@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "daemon" / "saewatch"
 STAGES = ("source", "encode", "state", "diff", "export")
-SHARED = {"models", "views", "config", "errors", "codec", "datasets"}
+SHARED = {"models", "views", "config", "errors", "codec", "datasets", "llm"}
 ROOT = ""  # `from saewatch import __version__`
 
 

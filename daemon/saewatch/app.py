@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry
 
@@ -26,6 +26,7 @@ from saewatch.encode.base import Encoder, PendingCodes
 from saewatch.errors import ConfigError
 from saewatch.export.base import ReportHolder
 from saewatch.export.metrics import PipelineMetrics
+from saewatch.export.web.behaviour_writes import BehaviourChanges
 from saewatch.models import FeatureBatch, SourceBatch
 from saewatch.runtime import (
     Readiness,
@@ -43,6 +44,9 @@ from saewatch.source.base import ResumeOffset, Source
 from saewatch.source.exceptions import SourceClosedError
 from saewatch.state.monitor import MonitorState
 from saewatch.state.snapshot import SnapshotStore
+
+if TYPE_CHECKING:
+    from saewatch.export.web.http import ExporterServer
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +135,8 @@ class App:
         self.metrics = PipelineMetrics(self.registry)
         self.reports = ReportHolder()
         self.readiness = Readiness()
+        # POST/DELETE /api/v1/behaviours, applied on the loop thread between batches.
+        self.behaviour_changes = BehaviourChanges()
         self.stop_flag = StopFlag()
         self.max_events = max_events
         self.serve_http = serve_http
@@ -143,6 +149,7 @@ class App:
         self._source_factory = source_factory or _default_source(settings, role,
                                                                  self._counted_encoder)
         self._labels: Mapping[int, str] = {}
+        self._server: ExporterServer | None = None  # where serve_http, once started
 
     def stop(self) -> None:
         self.stop_flag.event.set()
@@ -168,6 +175,7 @@ class App:
             encoder = self._load_encoder(state)
             if encoder is not None:
                 stack.callback(encoder.close)
+            self._use_cards(encoder)
             tracker = OffsetTracker(offsets)
             # Every (re)assignment resumes where the state is now, not where it was at start.
             try:
@@ -226,6 +234,11 @@ class App:
                 logger.info("source exhausted")
                 break
             checkpointer.maybe_checkpoint()
+            if self.behaviour_changes.pending():  # asked over HTTP; shown in the next report
+                from saewatch.behaviours import apply_change
+
+                self.behaviour_changes.apply_all(lambda c: apply_change(state, encoder, c))
+                next_report = time.monotonic()
             if time.monotonic() >= next_report:
                 self._publish_report(state)
                 report_source(self.metrics, source)
@@ -273,6 +286,9 @@ class App:
 
     def _load_encoder(self, state: MonitorState) -> Encoder | None:
         if not self._plan.encodes:  # codes arrive encoded; labels follow the configured SAE
+            if self.settings.behaviours:
+                logger.warning("behaviours: not fitted here (this role has no encoder); run "
+                               "saewatch behaviour add against this state.snapshot_dir")
             self.readiness.model_loaded = True
             self._labels = _labels(self.settings.encode, None)
             return None
@@ -286,7 +302,24 @@ class App:
         self.readiness.model_loaded = True
         report_model(self.metrics, encoder)
         self._labels = _labels(self.settings.encode, encoder)
+        if self.settings.behaviours:  # fitted where the restored state lacks them
+            from saewatch.behaviours import apply_configured
+
+            apply_configured(state, encoder, self.settings.behaviours)
         return encoder
+
+    def _use_cards(self, encoder: Encoder | None) -> None:
+        """Serve the feature cards of the SAE in use (``encode.cards_path``, else the default
+        SAE's when its id matches the encoder's or the restored state's; they load without
+        torch)."""
+        if self._server is None:
+            return
+        from saewatch.encode.cards import cards_for_settings
+
+        known = ((encoder.encoder_id, encoder.d_sae) if encoder is not None
+                 else self._counted_encoder())
+        encoder_id, d_sae = known if known is not None else (None, None)
+        self._server.features.use(cards_for_settings(self.settings.encode, d_sae, encoder_id))
 
     def _publish_report(self, state: MonitorState) -> None:
         """Take a frozen view of the state here, on the consumer thread (nothing changes while
@@ -306,15 +339,26 @@ class App:
         self.metrics.snapshot_written(seconds=seconds)
 
     def _start_http(self, stack: ExitStack) -> None:
+        from saewatch.export.behaviours import BehaviourCollector
         from saewatch.export.collector import DriftReportCollector
         from saewatch.export.web.http import ExporterServer
 
         self.registry.register(DriftReportCollector(self.reports, top_k=self.settings.web.top_k))
+        self.registry.register(BehaviourCollector(self.reports))
         # No state handed over: the API answers from the view published with each report.
+        # Feature cards follow once the encoder is known (_use_cards).
         server = ExporterServer(
-            self.settings.web, self.registry, self.reports, readiness=self.readiness
+            self.settings.web, self.registry, self.reports, readiness=self.readiness,
+            behaviour_changes=self.behaviour_changes,
         )
         stack.enter_context(server)
+        self._server = server
+        llm = self.settings.labels.llm
+        if llm is not None and llm.summaries:  # narratives of the findings, in a thread
+            from saewatch.export.narratives import Summariser
+            from saewatch.llm.client import ChatClient
+
+            stack.enter_context(Summariser(self.reports, ChatClient(llm), llm, self.registry))
 
 
 @dataclass(frozen=True)

@@ -96,9 +96,9 @@ _CONFIGURERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
 
 def _register_groups() -> None:
-    from saewatch.commands import backtest, daemon, encoding, ingest
+    from saewatch.commands import backtest, behaviour, cards, daemon, encoding, ingest, llm
 
-    for group in (ingest, encoding, daemon, backtest):
+    for group in (ingest, encoding, cards, daemon, backtest, behaviour, llm):
         _COMMANDS.extend(group.COMMANDS)
         _CONFIGURERS.update(group.CONFIGURERS)
 

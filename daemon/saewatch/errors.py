@@ -34,3 +34,12 @@ class PublishError(SaewatchError):
 class OffsetRegressionError(SaewatchError):
     """An offset went backwards (a commit below one already made, or a tracker asked to move
     back): a bug in the caller or the source; restart from the latest snapshot."""
+
+
+class BehaviourInputError(SaewatchError):
+    """A behaviour's examples file is missing, unreadable or empty; the message names it."""
+
+
+class LLMError(SaewatchError):
+    """The optional LLM endpoint (``labels.llm``) failed; the message says what to check. The
+    daemon logs and counts it and goes on without the LLM's text."""

@@ -37,6 +37,7 @@ from saewatch.models import (
     VersionCount,
     WindowName,
 )
+from saewatch.models.behaviours import BehaviourCount, BehaviourDefinition, BehaviourMatch
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,10 @@ class StateView:
     clusters: tuple[ClusterShare, ...] = field(default=(), repr=False)
     descriptor_stats: tuple[DescriptorStats, ...] = field(default=(), repr=False)
     bets: tuple[BetEvidence, ...] = ()
+    # Watched behaviours: definitions, counts per key and window, latest matches (newest first).
+    behaviours: tuple[BehaviourDefinition, ...] = field(default=(), repr=False)
+    behaviour_counts: tuple[BehaviourCount, ...] = field(default=(), repr=False)
+    behaviour_matches: tuple[BehaviourMatch, ...] = field(default=(), repr=False)
     examples_per_feature: int = DEFAULT_EXAMPLES
     example_source: ExampleSource | None = field(default=None, repr=False)
     retrieval_source: RetrievalSource | None = field(default=None, repr=False)
@@ -182,7 +187,7 @@ class StateView:
     def __post_init__(self) -> None:
         # Lists are accepted for convenience; tuples make the fields themselves immutable.
         for name in ("windows", "versions", "feature_counts", "clusters", "descriptor_stats",
-                     "bets"):
+                     "bets", "behaviours", "behaviour_counts", "behaviour_matches"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         index: dict[CountsKey, FeatureCounts] = {}
         for c in self.feature_counts:

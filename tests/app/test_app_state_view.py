@@ -12,6 +12,7 @@ from pathlib import Path
 from saewatch.app import App
 from saewatch.config import load_settings
 from saewatch.encode.encoder import SAEEncoder
+from saewatch.models.cards import FeatureCard, FeatureCards
 from tests.support.app import pair_events
 from tests.support.kafka import free_port
 
@@ -34,8 +35,13 @@ def test_the_api_answers_while_the_consumer_holds_the_state(
     tmp_path: Path, tiny_encoder_factory: Callable[[], SAEEncoder], replay_file
 ) -> None:
     port = free_port()
+    # Cards of the tiny SAE (256 features): served once the app knows its encoder.
+    cards = tmp_path / "cards.json.gz"
+    FeatureCards(d_sae=256, cards=[FeatureCard(feature=3, label="tiny three", density=0.1)]
+                 ).save(cards)
     settings = load_settings(
         None,
+        encode={"cards_path": cards},
         source={"kind": "file", "path": replay_file(pair_events(N_PER_VERSION), []),
                 "batch_size": 8, "poll_timeout_s": 0.05},
         state={"snapshot_dir": tmp_path / "snap", "snapshot_interval_s": 0.05},
@@ -65,6 +71,8 @@ def test_the_api_answers_while_the_consumer_holds_the_state(
             elapsed = time.monotonic() - started
         assert status == 200 and elapsed < 2.0, f"requests took {elapsed:.1f} s"
         assert {f["model_version"] for f in detail["frequencies"]} == {"v1", "v2"}
+        assert detail["card"]["label"] == "tiny three"
+        assert _get(f"{url}/api/v1/features/4")[1]["card"] is None  # no card for it
         assert {h["model_version"] for h in hits["items"]} <= {"v1", "v2"}
         assert {(v["model_version"], v["documents"]) for v in versions["items"]
                 if v["field"] == "response"} == {("v1", N_PER_VERSION), ("v2", N_PER_VERSION)}

@@ -18,6 +18,7 @@ from export.drift_reports import drift_report
 from export.export_harness import Exporter, ExporterFactory, publish_history
 from saewatch.config import WebSettings
 from saewatch.export import (
+    BehaviourCollector,
     DriftReportCollector,
     ExporterServer,
     PipelineMetrics,
@@ -26,12 +27,13 @@ from saewatch.export import (
     StateQueries,
 )
 from saewatch.models import DriftReport
+from saewatch.models.cards import FeatureCards
 from tests.support.prometheus import PrometheusServer, prometheus_binary
 
 
 @pytest.fixture
 def exporter() -> Iterator[ExporterFactory]:
-    """Factory: ``exporter(report=..., state=..., readiness=..., **web_settings)``."""
+    """Factory: ``exporter(report=..., state=..., readiness=..., cards=..., **web_settings)``."""
     started: list[ExporterServer] = []
 
     def make(
@@ -39,16 +41,19 @@ def exporter() -> Iterator[ExporterFactory]:
         state: StateQueries | None = None,
         readiness: ReadinessProbe | None = None,
         history: int = 1,
+        cards: FeatureCards | None = None,
         **web: Any,
     ) -> Exporter:
         settings = WebSettings(listen_address="127.0.0.1:0", **web)
         registry = CollectorRegistry()
         holder = ReportHolder()
         registry.register(DriftReportCollector(holder, top_k=settings.top_k))
+        registry.register(BehaviourCollector(holder))
         metrics = PipelineMetrics(registry)
         if report is not None:
             publish_history(holder, report, history)
-        server = ExporterServer(settings, registry, holder, state=state, readiness=readiness)
+        server = ExporterServer(settings, registry, holder, state=state, readiness=readiness,
+                                cards=cards)
         server.start()
         started.append(server)
         return Exporter(server, registry, holder, metrics)

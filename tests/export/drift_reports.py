@@ -24,6 +24,7 @@ from saewatch.models import (
     Theme,
     VersionCount,
 )
+from saewatch.models.behaviours import BehaviourComparison, BehaviourShare, BehaviourSummary
 
 BASELINE = "gpt4_1106_preview"
 CANDIDATE = "gpt4_1106_preview_verbose"
@@ -247,7 +248,26 @@ def drift_report(generated_at: datetime = AT) -> DriftReport:
         ),
         versions=versions(),
         clusters=clusters(),
+        behaviours=(behaviour_summary(),),
     )
+
+
+BEHAVIOUR = "apology"
+
+
+def behaviour_summary() -> BehaviourSummary:
+    """A watched behaviour that rose from 1% to 5% of responses, its test alarmed."""
+    shares = tuple(
+        BehaviourShare(model_id=MODEL_ID, model_version=v, window=w, documents=400, flagged=k,
+                       share=k / 400, ci_low=max(0.0, k / 400 - 0.02), ci_high=k / 400 + 0.02)
+        for v, k in ((BASELINE, 4), (CANDIDATE, 20)) for w in ("all", "1h"))
+    return BehaviourSummary(
+        name=BEHAVIOUR, field="response", examples=("I'm so sorry for the confusion.",),
+        features=(17, 904), feature_labels=("apology", ""), threshold=0.5, shares=shares,
+        comparisons=(BehaviourComparison(model_id=MODEL_ID, baseline=BASELINE,
+                                         candidate=CANDIDATE, share_baseline=0.01,
+                                         share_candidate=0.05, delta=0.04, log_evidence=9.5,
+                                         alarm=True),))
 
 
 def aa_report(generated_at: datetime = AT) -> DriftReport:

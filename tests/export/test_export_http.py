@@ -85,7 +85,8 @@ def test_every_route_but_the_probes_needs_the_token(exporter: ExporterFactory) -
     assert {r.name for r in routes if r.public} == {"healthy", "ready"}
     good = {"Authorization": f"Bearer {TOKEN}"}
     for route in routes:
-        path = route.path.format(comparison_id=DRIFT_ID, feature="3", name="report.css")
+        path = route.path.format(comparison_id=DRIFT_ID, feature="3", name="report.css",
+                                 behaviour="apology")
         anonymous, wrong = fetch(ex.url + path), fetch(ex.url + path, {"Authorization": "Bearer x"})
         expected = 200 if route.public else 401
         assert (route.name, anonymous.status, wrong.status) == (route.name, expected, expected)

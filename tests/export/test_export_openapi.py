@@ -9,7 +9,7 @@ from export.export_harness import Exporter
 from export.http_helpers import fetch
 from saewatch.export.web.schemas import comparison_id
 
-EXAMPLES = {"feature": "1412", "name": "report.css"}
+EXAMPLES = {"feature": "1412", "name": "report.css", "behaviour": "apology"}
 
 
 def _refs(node: Any) -> list[str]:

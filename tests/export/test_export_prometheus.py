@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from export.drift_reports import (
     BASELINE,
+    BEHAVIOUR,
     CANDIDATE,
     MODEL_ID,
     UP,
@@ -105,6 +106,7 @@ def _dashboard_queries_answer(prom: PrometheusServer) -> None:
         "$baseline": BASELINE,
         "$candidate": CANDIDATE,
         "$kind": "versions",
+        "$behaviour": BEHAVIOUR,
     }
     empty = []
     for source, exprs in expressions().items():
@@ -145,7 +147,9 @@ def _previews_render(prom: PrometheusServer, tmp_path: Path) -> None:
         out = tmp_path / name.replace(".json", ".png")
         used = preview.render(board, client, out, 60.0, chosen if "comparison" in name else {})
         assert out.read_bytes()[:4] == b"\x89PNG"
-        assert used == (chosen if "comparison" in name else {})
+        # The behaviours board's variable is filled from the data, as Grafana does.
+        expected = {"behaviour": BEHAVIOUR} if "behaviours" in name else {}
+        assert used == (chosen if "comparison" in name else expected)
     board = dashboards()["saewatch-comparison.json"]
     (up_table,) = [p for p in board["panels"] if p["title"] == "More frequent in $candidate"]
     header, rows = preview.table_rows(up_table, client, chosen)

@@ -32,6 +32,7 @@ ALERTS = {
     "SaewatchReportStale",
     "SaewatchProcessingErrors",
     "SaewatchDown",
+    "SaewatchBehaviourRose",
 }
 
 
@@ -70,7 +71,7 @@ def test_promtool_unit_tests_pass() -> None:
 def test_every_alert_has_severity_summary_and_is_unit_tested() -> None:
     alerts = {r["alert"]: r for r in rules() if "alert" in r}
     assert set(alerts) == ALERTS
-    tested = (PROM_DIR / "tests" / "saewatch.rules.test.yml").read_text()
+    tested = "".join(p.read_text() for p in sorted((PROM_DIR / "tests").glob("*.yml")))
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
@@ -94,9 +95,10 @@ def _panels(board: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_dashboards_have_stable_uids_and_use_the_datasource_variable() -> None:
     boards = dashboards()
-    assert set(boards) == {"saewatch-overview.json", "saewatch-comparison.json"}
+    assert set(boards) == {"saewatch-overview.json", "saewatch-comparison.json",
+                           "saewatch-behaviours.json"}
     uids = {b["uid"] for b in boards.values()}
-    assert uids == {"saewatch-overview", "saewatch-comparison"}
+    assert uids == {"saewatch-overview", "saewatch-comparison", "saewatch-behaviours"}
     for board in boards.values():
         assert board["id"] is None
         (ds,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]

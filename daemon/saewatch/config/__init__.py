@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from saewatch.config.base import Section as _Section
+from saewatch.config.behaviours import BehaviourSpec as BehaviourSpec
+from saewatch.config.behaviours import check_unique
+from saewatch.config.labels import LabelsSettings as LabelsSettings
+from saewatch.config.labels import LLMSettings as LLMSettings
 from saewatch.config.source import KafkaSettings as KafkaSettings
 from saewatch.config.source import SourceSettings as SourceSettings
 from saewatch.errors import ConfigError
@@ -48,6 +52,8 @@ class EncodeSettings(_Section):
     gguf_file: str | None = None
     sae: SaeRef | None = None
     labels_path: Path | None = None
+    # Feature cards (saewatch feature-cards); None = the ones shipped beside the default SAE.
+    cards_path: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_tokens_per_text: int = Field(default=256, ge=8)
     # Of a longer text's budget, the tokens taken from its end, so sign-offs, disclaimers and
@@ -270,6 +276,10 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     diff: DiffSettings = Field(default_factory=DiffSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    labels: LabelsSettings = Field(default_factory=LabelsSettings)  # the optional LLM
+    # Watched behaviours (config/behaviours.py): fitted at start where the state lacks them.
+    behaviours: Annotated[list[BehaviourSpec], AfterValidator(check_unique)] = Field(
+        default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 
 from saewatch.config import DiffSettings
+from saewatch.diff.behaviours import behaviour_summaries
 from saewatch.diff.compare import compare
 from saewatch.diff.descriptors import summaries
 from saewatch.diff.plan import plan_comparisons, resolve_counts, resolve_descriptors
@@ -66,4 +67,5 @@ def build_report(
                                resolve_descriptors(key, view), bet, view))
     return DriftReport(generated_at=now, comparisons=tuple(results), versions=view.versions,
                        clusters=tuple(view.cluster_shares(labels)),
-                       descriptors=summaries(view, view.versions))
+                       descriptors=summaries(view, view.versions),
+                       behaviours=behaviour_summaries(view, settings, labels))

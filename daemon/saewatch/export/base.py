@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
+from saewatch.llm.summary import Narrative
 from saewatch.models import ClusterShare, ComparisonKey, DriftReport, Snippet, VersionCount
 from saewatch.views import StateView
 
@@ -124,6 +125,7 @@ class ReportHolder:
         self._lock = threading.Lock()
         self._current: _Published | None = None
         self._history: dict[ComparisonKey, deque[HistoryPoint]] = {}
+        self._narratives: dict[ComparisonKey, Narrative] = {}
         self._published = 0
 
     @property
@@ -158,6 +160,7 @@ class ReportHolder:
                     points.append(HistoryPoint(result.computed_at, result.drift_score))
                 live[result.key] = points
             self._history = live
+            self._narratives = {k: n for k, n in self._narratives.items() if k in live}
             self._current = _Published(report, view)
             self._published += 1
         logger.debug(
@@ -165,6 +168,17 @@ class ReportHolder:
             report.generated_at.isoformat(),
             len(report.comparisons),
         )
+
+    def narrative(self, key: ComparisonKey) -> Narrative | None:
+        """The LLM's summary of ``key``'s findings (``labels.llm``), if one was written."""
+        return self._narratives.get(key)
+
+    def set_narrative(self, key: ComparisonKey, narrative: Narrative) -> None:
+        """Keep ``narrative`` for ``key`` while the comparison is in the reports."""
+        with self._lock:
+            current = self._current
+            if current is not None and any(r.key == key for r in current.report.comparisons):
+                self._narratives = {**self._narratives, key: narrative}
 
     def history(self, key: ComparisonKey) -> list[HistoryPoint]:
         """Drift-score points of ``key``, oldest first (empty for an unknown comparison)."""

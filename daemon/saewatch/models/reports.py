@@ -12,6 +12,7 @@ from pydantic import (
     Field,
 )
 
+from saewatch.models.behaviours import BehaviourSummary
 from saewatch.models.descriptors import DescriptorFinding, DescriptorSummary
 from saewatch.models.events import (
     TextField,
@@ -243,6 +244,7 @@ class DriftReport(BaseModel):
     versions: tuple[VersionCount, ...] = ()
     clusters: tuple[ClusterShare, ...] = ()
     descriptors: tuple[DescriptorSummary, ...] = ()  # per version and field, everything seen
+    behaviours: tuple[BehaviourSummary, ...] = ()  # watched behaviours: shares, version tests
 
 
 __all__ = ["ComparisonKind", "ComparisonKey", "Snippet", "FeatureDelta", "EffectBasis", "Theme", "Verdict", "ComparisonResult", "VersionCount", "ClusterShare", "DriftReport"]

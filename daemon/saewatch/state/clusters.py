@@ -168,7 +168,8 @@ class StreamingClusters(StateComponent):
 
     def describe(self, cluster: int, k: int = 5) -> list[int]:
         """The ``k`` features most over-represented in ``cluster`` (smoothed lift)."""
-        docs = np.sum(list(self._docs.values()), axis=0) if self._docs else np.zeros(1)
+        docs = (np.sum(list(self._docs.values()), axis=0) if self._docs
+                else np.zeros(self.n_clusters))  # a bound state before its first event
         n_c, n = int(docs[cluster]), int(docs.sum())
         if n_c < MIN_CLUSTER_DOCS:
             return []

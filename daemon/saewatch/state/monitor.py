@@ -25,10 +25,14 @@ from saewatch.models import (
     NpmiPair,
     RetrievalHit,
     Snippet,
+    SparseCodes,
     TextField,
     VersionCount,
 )
+from saewatch.models.behaviours import BehaviourDefinition
+from saewatch.state.background import BackgroundCodes
 from saewatch.state.base import RecordTally, StateComponent
+from saewatch.state.behaviours import BehaviourTracker
 from saewatch.state.bets import VersionBets
 from saewatch.state.clusters import StreamingClusters
 from saewatch.state.cooccurrence import CooccurrenceCounter
@@ -44,6 +48,7 @@ from saewatch.state.exceptions import (
 )
 from saewatch.state.neighbours import top_pairs
 from saewatch.state.retrieval import RetrievalIndex
+from saewatch.state.ring_behaviours import ring_scores
 from saewatch.state.view import build_view
 from saewatch.state.windows import WindowedCounter
 from saewatch.views import StateView
@@ -52,9 +57,9 @@ logger = logging.getLogger(__name__)
 
 # "seen" comes first: it drops events already counted before any other part sees them.
 COMPONENTS = ("seen", "counts", "windows", "cooccurrence", "clusters", "retrieval", "examples",
-              "descriptors", "bets")
+              "descriptors", "bets", "background", "behaviours")
 # Components a snapshot may lack: written before they existed, they restore empty.
-ADDED_LATER = frozenset({"descriptors", "bets"})
+ADDED_LATER = frozenset({"descriptors", "bets", "background", "behaviours"})
 
 
 class MonitorState(StateComponent):
@@ -117,6 +122,8 @@ class MonitorState(StateComponent):
                                           s.snippet_chars),
             "descriptors": DescriptorCounter(s.windows),
             "bets": VersionBets(d_sae, s.bet_queue_events),
+            "background": BackgroundCodes(),
+            "behaviours": BehaviourTracker(s.windows, s.store_snippets, s.snippet_chars),
         }
 
     def _bind(self, encoder_id: str, d_sae: int, what: str) -> None:
@@ -204,6 +211,41 @@ class MonitorState(StateComponent):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+
+    # --- watched behaviours --------------------------------------------------------------------
+
+    def define_behaviour(self, definition: BehaviourDefinition) -> None:
+        """Add a behaviour, scored at once over the events the retrieval ring holds."""
+        with self._lock:
+            if self.d_sae is None or definition.encoder_id != self.encoder_id:
+                raise EncoderMismatchError(
+                    f"behaviour {definition.name!r} was fitted on codes of "
+                    f"{definition.encoder_id!r}, this state holds {self.encoder_id!r}: fit it "
+                    "again with this state's encoder")
+            background = self._parts["background"]  # the latest events' full codes: exact
+            exact = definition.scores(background.codes(definition.field))
+            known = dict(zip(background.event_ids(definition.field), exact.tolist(), strict=True))
+            self._parts["behaviours"].define(
+                definition, ring_scores(self._parts["retrieval"], definition, known))
+
+    def remove_behaviour(self, name: str) -> BehaviourDefinition:
+        with self._lock:
+            if not self._parts:
+                raise UnknownKeyError(f"no behaviour {name!r}: the state is empty")
+            removed: BehaviourDefinition = self._parts["behaviours"].remove(name)
+            return removed
+
+    def behaviours(self) -> list[BehaviourDefinition]:
+        with self._lock:
+            return self._parts["behaviours"].definitions() if self._parts else []
+
+    def background_codes(self, field: TextField) -> SparseCodes:
+        """Full codes of the latest events of ``field`` (what a new behaviour is fitted against)."""
+        with self._lock:
+            if not self._parts:
+                return SparseCodes.from_rows([], [])
+            codes: SparseCodes = self._parts["background"].codes(field)
+            return codes
 
     # --- queries ------------------------------------------------------------------------------
 

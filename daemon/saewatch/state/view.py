@@ -63,7 +63,7 @@ def build_view(
     if not parts:
         return StateView(taken_at=taken_at, windows=tuple(windows),
                          examples_per_feature=settings.examples_per_feature)
-    counter, windowed = parts["counts"], parts["windows"]
+    counter, windowed, tracker = parts["counts"], parts["windows"], parts["behaviours"]
     versions = counter.version_counts()
     table: list[FeatureCounts] = []
     described: list[DescriptorStats] = []
@@ -85,6 +85,9 @@ def build_view(
         clusters=tuple(parts["clusters"].cluster_shares()),
         descriptor_stats=tuple(described),
         bets=tuple(parts["bets"].all_evidence()) if "bets" in parts else (),
+        behaviours=tuple(tracker.definitions()),
+        behaviour_counts=tuple(tracker.counts()),
+        behaviour_matches=tuple(m for d in tracker.definitions() for m in tracker.latest(d.name)),
         examples_per_feature=settings.examples_per_feature,
         example_source=parts["examples"].frozen(),
         retrieval_source=parts["retrieval"].frozen(),

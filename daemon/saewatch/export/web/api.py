@@ -34,7 +34,7 @@ from saewatch.export.web.schemas import (
     VersionList,
     comparison_id,
 )
-from saewatch.models import TEXT_FIELDS, ComparisonResult, DriftReport, FeatureDetail, TextField
+from saewatch.models import TEXT_FIELDS, ComparisonResult, DriftReport, TextField
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,11 @@ class JsonApi:
         return report
 
     def _state(self) -> StateQueries:
+        return self.state_queries()
+
+    def state_queries(self) -> StateQueries:
+        """The fixed state queries, else the latest view (503 until one is published). The
+        feature route lives in :mod:`.features`, which joins it with the feature's card."""
         if self.state is not None:
             return self.state
         view = self.holder.view  # one reference read: never waits for the consumer
@@ -219,6 +224,7 @@ class JsonApi:
                 limit=limit,
                 features=ranked[offset : offset + limit],
                 history=history,
+                narrative=self.holder.narrative(result.key),
             )
         )
 
@@ -238,19 +244,6 @@ class JsonApi:
             and (version is None or c.model_version == version)
         ]
         return self.json_response(ClusterList(generated_at=report.generated_at, items=items))
-
-    def feature(self, request: Request) -> Response:
-        feature = _int(request.params, "feature")
-        state = self._state()
-        try:
-            detail: FeatureDetail = state.feature_detail(
-                feature, labels=feature_labels(self.holder.latest)
-            )
-        except (SaewatchError, LookupError) as exc:
-            raise NotFound(f"feature {feature}: {exc}") from exc
-        except ValueError as exc:
-            raise BadRequest(f"feature {feature}: {exc}") from exc
-        return self.json_response(detail)
 
     def examples(self, request: Request) -> Response:
         if not self.web.serve_snippets:
@@ -337,14 +330,6 @@ class JsonApi:
 
     def _state_routes(self) -> list[Route]:
         return [
-            Route(
-                "feature",
-                "/api/v1/features/{feature}",
-                "One feature: frequency per version and window, examples, NPMI neighbours",
-                self.feature,
-                schema=FeatureDetail,
-                params=(_FEATURE,),
-            ),
             Route(
                 "examples",
                 "/api/v1/features/{feature}/examples",

@@ -29,6 +29,10 @@ from saewatch.config import WebSettings
 from saewatch.export.base import ReportHolder, StateQueries
 from saewatch.export.exceptions import HttpError, NotFound, ServerStartError
 from saewatch.export.web.api import JSON, JsonApi
+from saewatch.export.web.behaviour_writes import MAX_BODY_BYTES, BehaviourChanges, handle_write
+from saewatch.export.web.behaviour_writes import document as document_writes
+from saewatch.export.web.behaviours import BehaviourEndpoints
+from saewatch.export.web.features import FeatureEndpoints
 from saewatch.export.web.openapi import build_openapi
 from saewatch.export.web.report import STATIC_FILES, render_report, static_file
 from saewatch.export.web.routing import Param, Request, Response, Route, Router
@@ -39,6 +43,7 @@ from saewatch.export.web.transport import (
     ThreadedServer,
     tls_context,
 )
+from saewatch.models.cards import FeatureCards
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class ExporterServer:
         default they answer from the view published with the latest report.
     readiness
         Returns ``(ready, reason)`` for ``/-/ready``; default: ready once a report exists.
+    cards
+        Feature cards of the SAE, served with each feature's live detail (JSON and page).
     """
 
     def __init__(
@@ -76,17 +83,23 @@ class ExporterServer:
         holder: ReportHolder,
         state: StateQueries | None = None,
         readiness: ReadinessProbe | None = None,
+        cards: FeatureCards | None = None,
+        behaviour_changes: BehaviourChanges | None = None,
     ) -> None:
         self.web = web
         self.registry = registry
         self.holder = holder
         self.readiness = readiness or self._report_ready
         self.api = JsonApi(holder, web, state)
+        self.features = FeatureEndpoints(self.api, cards, CSP)
         self.router = Router(self._routes())
         token = web.token()
         self._token = token.encode()
         self._tls = tls_context(web)
-        self._openapi = json.dumps(build_openapi(self.router.routes, bool(token))).encode()
+        self.behaviour_changes = behaviour_changes  # POST/DELETE /api/v1/behaviours
+        doc = build_openapi(self.router.routes, bool(token))
+        document_writes(doc["paths"])
+        self._openapi = json.dumps(doc).encode()
         self._requests = Counter(
             "http_requests",
             "HTTP requests served, by route and status code",
@@ -216,6 +229,8 @@ class ExporterServer:
                 "openapi", "/api/openapi.json", "This OpenAPI document", self._openapi_doc, tag=ops
             ),
             *self.api.routes(),
+            *self.features.routes(),
+            *BehaviourEndpoints(self.api).routes(),
         ]
 
     def _report_ready(self) -> tuple[bool, str]:
@@ -245,7 +260,8 @@ class ExporterServer:
         )
 
     def _report_page(self, request: Request) -> Response:
-        html = render_report(self.holder.latest, self.holder.history, self.web.serve_snippets)
+        html = render_report(self.holder.latest, self.holder.history, self.web.serve_snippets,
+                             self.holder.narrative)
         return Response(200, html.encode(), HTML, {"Content-Security-Policy": CSP})
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -285,6 +301,20 @@ class ExporterServer:
             return name, _problem(500, "Internal Server Error",
                                   "saewatch failed to answer; the traceback is in its log")
 
+    def dispatch_write(self, method: str, raw_path: str, headers: dict[str, str],
+                       body: bytes) -> tuple[str, Response]:
+        """Answer a POST or DELETE (only the behaviour routes take one), token required."""
+        path = urlsplit(raw_path).path
+        name = f"behaviour_{'add' if method == 'POST' else 'remove'}"
+        if not self.authorized(headers):
+            return name, _problem(401, "Unauthorized", "send Authorization: Bearer <token>",
+                                  {"WWW-Authenticate": 'Bearer realm="saewatch"'})
+        try:
+            status, answer = handle_write(self.behaviour_changes, method, path, body)
+        except HttpError as exc:
+            return name, _problem(exc.status, exc.title, str(exc))
+        return name, Response(status, json.dumps(answer).encode(), JSON)
+
     def count(self, name: str, status: int) -> None:
         self._requests.labels(handler=name, code=str(status)).inc()
 
@@ -312,14 +342,30 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 (load balancers probe with HEAD)
         self._respond(send_body=False)
 
-    def _respond(self, send_body: bool) -> None:
+    def do_POST(self) -> None:  # noqa: N802 (define a watched behaviour)
+        self._respond(send_body=True, method="POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802 (remove one)
+        self._respond(send_body=True, method="DELETE")
+
+    def _respond(self, send_body: bool, method: str = "GET") -> None:
         server = cast(ThreadedServer, self.server)
         with server.replying(self.connection) as closing:
-            self._reply(send_body, closing)
+            self._reply(send_body, closing, method)
 
-    def _reply(self, send_body: bool, closing: bool) -> None:
+    def _reply(self, send_body: bool, closing: bool, method: str = "GET") -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
-        name, response = self.exporter.dispatch(self.path, headers)
+        if method == "GET":
+            name, response = self.exporter.dispatch(self.path, headers)
+        else:
+            size = int(headers.get("content-length", "0") or 0)
+            if size > MAX_BODY_BYTES:
+                name, response = "behaviour_write", _problem(
+                    413, "Content Too Large", f"send at most {MAX_BODY_BYTES} bytes of examples")
+                closing = True  # the unread body cannot be skipped on this connection
+            else:
+                name, response = self.exporter.dispatch_write(method, self.path, headers,
+                                                              self.rfile.read(size))
         # Counted before the reply goes out: a client that reads /metrics right after its
         # response must see its own request (counting afterwards raced the next scrape).
         self.exporter.count(name, response.status)

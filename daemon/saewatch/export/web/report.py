@@ -15,8 +15,10 @@ from importlib import resources
 
 from saewatch.export.base import HistoryPoint
 from saewatch.export.clusters import capped_clusters
+from saewatch.export.web.behaviours import behaviours_section
 from saewatch.export.web.charts import frequency_bars, sparkline, stacked_shares
 from saewatch.export.web.schemas import comparison_id
+from saewatch.llm.summary import Narrative
 from saewatch.models import (
     ClusterShare,
     ComparisonKey,
@@ -40,6 +42,11 @@ STATIC_FILES = {
 _VERDICT_TEXT = {"drift": "drift", "no_drift": "no drift", "insufficient_data": "too few events"}
 
 History = Callable[[ComparisonKey], Sequence[HistoryPoint]]
+Narratives = Callable[[ComparisonKey], Narrative | None]
+
+
+def _no_narrative(key: ComparisonKey) -> Narrative | None:
+    return None
 
 
 def static_file(name: str) -> bytes:
@@ -78,7 +85,8 @@ def _feature_rows(deltas: Sequence[FeatureDelta], key: ComparisonKey, show_snipp
         label = escape(d.label) if d.label else '<span class="muted">unlabelled</span>'
         rows.append(
             f'<tr class="feature" data-feature="{d.feature}"><td class="rank">{rank}</td>'
-            f'<td><span class="fid">#{d.feature}</span> <span class="label">{label}</span></td>'
+            f'<td><a href="/features/{d.feature}"><span class="fid">#{d.feature}</span></a> '
+            f'<span class="label">{label}</span></td>'
             f"<td>{frequency_bars(d.freq_baseline, d.freq_candidate, scale)}</td>"
             f'<td class="num">{d.log_odds_ratio:+.2f}</td><td class="num">{d.q_value:.2g}</td>'
             f"<td>{_length_mark(d)}</td></tr>"
@@ -159,7 +167,8 @@ def _descriptors(findings: Sequence[DescriptorFinding]) -> str:
 def _theme(t: Theme, key: ComparisonKey, show_snippets: bool) -> str:
     names = (" · ".join(escape(label) for label in t.labels)
              or '<span class="muted">unlabelled</span>')
-    members = " ".join(f'<span class="fid">#{f}</span>' for f in t.features)
+    members = " ".join(f'<a href="/features/{f}"><span class="fid">#{f}</span></a>'
+                       for f in t.features)
     of = ("documents with any member" if t.effect_basis == "any_member"
           else f"documents with #{t.leader}")
     examples = ""
@@ -209,13 +218,21 @@ def _stats(result: ComparisonResult) -> str:
     return f'<dl class="stats">{cells}</dl>'
 
 
-def _comparison(result: ComparisonResult, history: History, show_snippets: bool) -> str:
+def _narrative(narrative: Narrative | None) -> str:
+    if narrative is None:
+        return ""
+    return (f'<p class="narrative">{escape(narrative.text)} <span class="muted">— written by '
+            f"{escape(narrative.model)} from the findings below</span></p>")
+
+
+def _comparison(result: ComparisonResult, history: History, show_snippets: bool,
+                narrative: Narrative | None = None) -> str:
     key = result.key
     message = (
         f'<p class="notice {escape(result.verdict)}">{escape(result.message)}</p>'
         if result.message
         else ""
-    )
+    ) + _narrative(narrative)
     return (
         f'<section class="comparison" id="c-{comparison_id(key)}" '
         f'data-verdict="{escape(result.verdict)}"><header class="comparison-head"><h2>'
@@ -290,8 +307,10 @@ def _nav(report: DriftReport) -> str:
     return f'<nav class="toc"><div class="filters">{filters}</div><ul>{links}</ul></nav>'
 
 
-def render_report(report: DriftReport | None, history: History, show_snippets: bool) -> str:
-    """The whole page for ``report`` (a waiting page when there is none yet)."""
+def render_report(report: DriftReport | None, history: History, show_snippets: bool,
+                  narratives: Narratives = _no_narrative) -> str:
+    """The whole page for ``report`` (a waiting page when there is none yet); ``narratives``
+    gives the LLM's summary of a comparison where ``labels.llm`` is configured."""
     if report is None:
         body = (
             '<main><p class="notice insufficient_data">No drift report yet: saewatch computes '
@@ -299,13 +318,15 @@ def render_report(report: DriftReport | None, history: History, show_snippets: b
             "refreshes itself.</p></main>"
         )
         return _page(body, "waiting for the first report", refresh=True)
-    sections = "".join(_comparison(r, history, show_snippets) for r in report.comparisons)
+    sections = "".join(_comparison(r, history, show_snippets, narratives(r.key))
+                       for r in report.comparisons)
     if not report.comparisons:
         sections = (
             '<p class="notice insufficient_data">No comparisons configured or possible yet.</p>'
         )
     body = (
-        f"{_nav(report)}<main>{sections}{_versions(report.versions)}"
+        f"{_nav(report)}<main>{sections}"
+        f"{behaviours_section(report.behaviours, show_snippets)}{_versions(report.versions)}"
         f"{_clusters(report.clusters)}</main>"
     )
     return _page(body, f"report generated {_time(report.generated_at)}", refresh=False)

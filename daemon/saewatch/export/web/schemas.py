@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from saewatch.llm.summary import Narrative
 from saewatch.models import (
     BetEvidence,
     ClusterShare,
@@ -146,6 +147,9 @@ class ComparisonDiff(Page):
     direction: Literal["up", "down", "both"]
     features: list[RankedFeature]
     history: list[HistoryPointOut] = Field(description="Drift score over time, oldest first.")
+    narrative: Narrative | None = Field(
+        default=None, description="A few sentences on the findings by the optional LLM "
+        "(labels.llm), written from the findings above; null when none is configured or yet.")
 
 
 class VersionList(_Out):
