@@ -190,7 +190,7 @@ def describe(result: ComparisonResult) -> str:
                              f"  #{t.leader}{more:<4} {' · '.join(t.labels)}")
     for title, deltas in (("more frequent in v2", result.top_up),
                           ("less frequent in v2", result.top_down)):
-        lines.append(f"  {title}:")
+        lines.append(f"  {title}:" if deltas else f"  {title}: none")
         for d in deltas[:5]:
             # "(length)": shorter (or longer) answers account for it; such changes come last.
             mark = " (length)" if d.length_explained else ""
