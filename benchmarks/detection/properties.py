@@ -5,9 +5,9 @@ a string every planted text contains (and no original response of the base model
 when streams are built), used to tell whether a feature's example snippets show the property.
 Variants are picked by a hash of the text, so the same response always gets the same edit.
 
-The encoder reads only the first ``max_tokens_per_text`` tokens of a response: properties placed
-at the start are inside that budget; ``signoff_end`` (appended after the answer) is outside it for
-long answers on purpose, to measure that blind spot.
+The encoder reads a longer response's first and last tokens (``encode.tail_tokens_per_text``, by
+default 192 + 64 of 256): properties placed at the start are in the head; ``signoff_end``
+(appended after the answer) is in the tail, one closing line of a long document.
 
 >>> PROPERTIES["greeting"].apply("Paris is the capital.").startswith("Ahoy")
 True
@@ -97,6 +97,6 @@ PROPERTIES: dict[str, PlantedProperty] = {p.name: p for p in (
                     _table),
     PlantedProperty("code_block", "a Python code block before the answer", "```python", _code),
     PlantedProperty("greeting", "a pirate greeting replaces the plain opening", "Ahoy", _greeting),
-    PlantedProperty("signoff_end", "a sign-off appended after the answer (past the token budget "
-                    "for long answers)", "Stay curious", _signoff),
+    PlantedProperty("signoff_end", "a sign-off appended after the answer (in the tail of the "
+                    "token budget for long answers)", "Stay curious", _signoff),
 )}
