@@ -25,6 +25,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,9 +41,10 @@ from benchmarks.quality.alpaca_codes import halves
 from saewatch.config import DiffSettings
 from saewatch.diff.behaviours import behaviour_summaries
 from saewatch.encode.default import cache_dir
-from saewatch.models import VersionCount
+from saewatch.models import SparseCodes, VersionCount
 from saewatch.models.behaviours import BehaviourCount, BehaviourDefinition
 from saewatch.state.behaviour_fit import NoSpecificFeatureError, fit_behaviour
+from saewatch.state.descriptors import extract_descriptors
 from saewatch.views import StateView
 
 logger = logging.getLogger("benchmarks.detection.behaviours")
@@ -161,7 +163,7 @@ def through_state(d: BehaviourDefinition, store: CodeStore, s: Stream,
             part = list(docs[lo:lo + EVERY])
             ids = list(range(lo, lo + len(part)))
             state.update(as_batch(store.codes(part), f"{version}{s.seed}", version, ids,
-                                  store.encoder_id, store.d_sae, model_id="m"))
+                                  store.encoder_id, store.d_sae, texts=part, model_id="m"))
         if lo == 0:
             state.define_behaviour(d)  # retro-active over the first look's events
         summary = build_report(state.view(), settings).behaviours[0]
@@ -172,6 +174,17 @@ def through_state(d: BehaviourDefinition, store: CodeStore, s: Stream,
             "flagged_baseline": shares["baseline"].flagged, "first_alarm": first}
 
 
+def described(texts: Sequence[str], codes: SparseCodes) -> np.ndarray:
+    """Descriptor values of ``texts`` as the state extracts them (token counts of ``codes``)."""
+    return extract_descriptors(list(texts), codes.n_tokens)
+
+
+def flags(d: BehaviourDefinition, store: CodeStore, texts: list[str]) -> np.ndarray:
+    """Whether each of ``texts`` shows ``d`` (codes and descriptors, as the state scores)."""
+    codes = store.codes(texts)
+    return d.flags(codes, described(texts, codes))
+
+
 def evaluate(sizes: Sizes, store: CodeStore) -> dict[str, Any]:
     settings = DiffSettings(auto_latest=True, window_comparisons=False, min_documents=10)
     examples, background = definitions_texts(sizes)
@@ -180,9 +193,12 @@ def evaluate(sizes: Sizes, store: CodeStore) -> dict[str, Any]:
     refused: dict[str, str] = {}
     for name in sizes.properties:
         try:
+            ex_codes = store.codes(examples[name])
             defs[name] = fit_behaviour(
-                name, examples[name], store.codes(examples[name]), bg_codes, store.d_sae,
-                store.encoder_id, background_source=f"{len(background)} {sizes.example_model}")
+                name, examples[name], ex_codes, bg_codes, store.d_sae,
+                store.encoder_id, background_source=f"{len(background)} {sizes.example_model}",
+                example_descriptors=described(examples[name], ex_codes),
+                background_descriptors=described(background, bg_codes))
         except NoSpecificFeatureError as exc:  # measured too: the property is not watchable
             refused[name] = str(exc)
     rows: list[dict[str, Any]] = []
@@ -191,7 +207,7 @@ def evaluate(sizes: Sizes, store: CodeStore) -> dict[str, Any]:
         if s.prop not in defs:
             continue
         d = defs[s.prop]
-        fa, fb = d.flags(store.codes(list(s.baseline))), d.flags(store.codes(list(s.candidate)))
+        fa, fb = flags(d, store, list(s.baseline)), flags(d, store, list(s.candidate))
         tp = int((fb & s.planted).sum())
         row = {
             "property": s.prop, "prevalence": s.prevalence, "seed": s.seed,
@@ -230,9 +246,8 @@ def aa_runs(sizes: Sizes, store: CodeStore, defs: dict[str, BehaviourDefinition]
             sides.append((f"{model} s{seed}", [texts[int(i)] for i in chosen[a]],
                           [texts[int(i)] for i in chosen[b]]))
     for name, a_texts, b_texts in sides:
-        ca, cb = store.codes(a_texts), store.codes(b_texts)
         for prop, d in defs.items():
-            fa, fb = d.flags(ca), d.flags(cb)
+            fa, fb = flags(d, store, a_texts), flags(d, store, b_texts)
             out.append({"stream": name, "behaviour": prop, "events_per_side": min(len(fa),
                                                                                   len(fb)),
                         "share_a": float(fa.mean()), "share_b": float(fb.mean()),
@@ -243,11 +258,13 @@ def aa_runs(sizes: Sizes, store: CodeStore, defs: dict[str, BehaviourDefinition]
 def cost(store: CodeStore, defs: dict[str, BehaviourDefinition],
          texts: list[str]) -> dict[str, Any]:
     """Scoring time per event (all behaviours) beside the encoder's time per text."""
-    codes = store.codes(texts * max(1, 5_000 // max(1, len(texts))))
+    many = texts * max(1, 5_000 // max(1, len(texts)))
+    codes = store.codes(many)
+    values = described(many, codes)  # extracted once per batch by the state anyway
     began = time.perf_counter()
     for _ in range(5):
         for d in defs.values():
-            d.flags(codes)
+            d.flags(codes, values)
     per_event = (time.perf_counter() - began) / 5 / len(codes)
     sample = texts[:16]
     began = time.perf_counter()

@@ -30,6 +30,7 @@ from saewatch.models import FeatureBatch, LLMEvent, SparseCodes, TextField
 from saewatch.models.behaviours import BehaviourDefinition, BehaviourName
 from saewatch.state.behaviour_fit import MIN_BACKGROUND, fit_behaviour
 from saewatch.state.behaviours import BehaviourError
+from saewatch.state.descriptors import extract_descriptors
 from saewatch.state.monitor import MonitorState
 
 logger = logging.getLogger(__name__)
@@ -112,20 +113,28 @@ def encode_texts(encoder: Encoder, texts: Sequence[str], field: TextField) -> Sp
 
 
 def background(state: MonitorState, encoder: Encoder, field: TextField,
-               cache: Path | None) -> tuple[SparseCodes, str]:
-    """What the examples are told apart from, and where it came from."""
+               cache: Path | None) -> tuple[SparseCodes, np.ndarray, str]:
+    """What the examples are told apart from (codes and descriptor values), and where it came
+    from."""
     own = state.background_codes(field)
     if len(own) >= MIN_BACKGROUND:
-        return own, f"state: the latest {len(own)} events"
-    return demo_background(encoder, field, cache), (
+        return own, state.background_descriptors(field), f"state: the latest {len(own)} events"
+    codes = demo_background(encoder, field, cache)
+    return codes, extract_descriptors(demo_texts(field), codes.n_tokens), (
         f"demo sample: {DEMO_BACKGROUND} {DEMO_MODEL} {field}s")
+
+
+def demo_texts(field: TextField) -> list[str]:
+    """The demo sample's first :data:`DEMO_BACKGROUND` texts of ``field``."""
+    from saewatch.datasets import read_alpaca
+
+    rows = read_alpaca(DEMO_MODEL)[:DEMO_BACKGROUND]
+    return [r.output if field == "response" else r.instruction for r in rows]
 
 
 def demo_background(encoder: Encoder, field: TextField, cache: Path | None) -> SparseCodes:
     """The demo sample's first :data:`DEMO_BACKGROUND` texts of ``field``, encoded (cached
     under ``cache`` by encoder id)."""
-    from saewatch.datasets import read_alpaca
-
     tag = hashlib.sha256(f"{encoder.encoder_id}|{field}".encode()).hexdigest()[:16]
     path = cache / f"background-{tag}.npz" if cache is not None else None
     if path is not None and path.is_file():
@@ -133,8 +142,7 @@ def demo_background(encoder: Encoder, field: TextField, cache: Path | None) -> S
             return SparseCodes(indptr=data["indptr"], indices=data["indices"],
                                values=data["values"], n_tokens=data["n_tokens"],
                                truncated=data["truncated"])
-    rows = read_alpaca(DEMO_MODEL)[:DEMO_BACKGROUND]
-    texts = [r.output if field == "response" else r.instruction for r in rows]
+    texts = demo_texts(field)
     logger.info("encoding %d demo %ss as the behaviour background (once)", len(texts), field)
     codes = encode_texts(encoder, texts, field)
     if path is not None:
@@ -165,10 +173,15 @@ def define(
     if state.encoder_id is not None and state.encoder_id != encoder.encoder_id:
         raise BehaviourError(f"the state holds codes of {state.encoder_id!r} but the encoder is "
                              f"{encoder.encoder_id!r}: use the daemon's encode settings")
-    bg, source = background(state, encoder, field, cache)
+    bg, bg_descriptors, source = background(state, encoder, field, cache)
+    example_codes = encode_texts(encoder, examples, field)
+    counter_codes = encode_texts(encoder, counter_examples, field)
     definition = fit_behaviour(
-        name, examples, encode_texts(encoder, examples, field), bg, encoder.d_sae, encoder.encoder_id, field,
-        counter_examples, encode_texts(encoder, counter_examples, field), source)
+        name, examples, example_codes, bg, encoder.d_sae, encoder.encoder_id, field,
+        counter_examples, counter_codes, source,
+        example_descriptors=extract_descriptors(examples, example_codes.n_tokens),
+        background_descriptors=bg_descriptors,
+        counter_descriptors=extract_descriptors(counter_examples, counter_codes.n_tokens))
     if state.d_sae is None:  # an empty state: bind it to the encoder the examples used
         empty = SparseCodes.from_rows([], [])
         state.update(FeatureBatch(encoder_id=encoder.encoder_id, d_sae=encoder.d_sae, events=(),

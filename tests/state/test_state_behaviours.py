@@ -171,3 +171,81 @@ def test_a_state_bound_before_its_first_event_gives_a_view(
     state.define_behaviour(definition)
     view = state.view(now=T0)
     assert [d.name for d in view.behaviours] == ["pirate"] and view.behaviour_counts == ()
+
+
+# --- descriptors in the scorer ---------------------------------------------------------------
+
+def _texts_with_tables(n: int, table: bool, rng: np.random.Generator) -> list[str]:
+    words = ["answer", "detail", "point", "reason", "example", "option", "note"]
+    out = []
+    for _ in range(n):
+        body = " ".join(rng.choice(words, size=int(rng.integers(20, 60))).tolist())
+        out.append(f"| a | b |\n|---|---|\n| 1 | 2 |\n\n{body}" if table else body)
+    return out
+
+
+def test_a_descriptor_the_examples_stand_out_on_joins_the_scorer() -> None:
+    """Examples that all carry a table while the feature mark is on 4 of 6 only: features
+    alone miss two examples, so the ``tables`` descriptor joins and every example is flagged."""
+    from saewatch.state.descriptors import extract_descriptors
+
+    rng = np.random.default_rng(3)
+    ex_texts, bg_texts = _texts_with_tables(6, True, rng), _texts_with_tables(400, False, rng)
+    ex_codes = codes(with_mark(ordinary(4, rng)) + ordinary(2, rng))
+    bg_codes = codes(ordinary(400, rng))
+    plain = fit_behaviour("tables", ex_texts, ex_codes, bg_codes, D, "test-encoder")
+    assert plain.descriptors == () and plain.example_recall < 1.0
+    d = fit_behaviour("tables", ex_texts, ex_codes, bg_codes, D, "test-encoder",
+                      example_descriptors=extract_descriptors(ex_texts),
+                      background_descriptors=extract_descriptors(bg_texts))
+    assert "tables" in d.descriptors and len(d.descriptor_weights) == len(d.descriptors)
+    assert d.descriptor_weights[d.descriptors.index("tables")] > 0
+    assert d.example_recall == 1.0 and d.background_rate == 0.0
+    fresh_texts = _texts_with_tables(50, True, rng)
+    marked = codes(ordinary(50, rng))  # no feature mark: the table alone must carry it
+    with_table = extract_descriptors(fresh_texts)
+    without = extract_descriptors(_texts_with_tables(50, False, rng))
+    assert int(d.flags(marked, with_table).sum()) == 50
+    # the same codes without the table score lower by the descriptor's term
+    assert (d.scores(marked, without) < d.scores(marked, with_table)).all()
+    # unknown descriptors (None, or NaN rows from older snapshots) count as the background's
+    nan = np.full_like(with_table, np.nan)
+    np.testing.assert_allclose(d.scores(marked, nan), d.scores(marked, None))
+
+
+def test_no_descriptor_joins_when_the_features_suffice_or_nothing_stands_out(
+        definition: BehaviourDefinition) -> None:
+    from saewatch.state.descriptors import extract_descriptors
+
+    rng = np.random.default_rng(4)
+    tables = _texts_with_tables(5, True, rng)
+    texts = _texts_with_tables(405, False, rng)
+    # every example has the mark and a table: the features separate them alone
+    d = fit_behaviour("marked", tables, codes(with_mark(ordinary(5, rng))),
+                      codes(ordinary(400, rng)), D, "test-encoder",
+                      example_descriptors=extract_descriptors(tables),
+                      background_descriptors=extract_descriptors(texts[5:]))
+    assert d.descriptors == () and d.example_recall == 1.0
+    d = fit_behaviour("pirate", texts[:5], codes(with_mark(ordinary(5, rng))),
+                      codes(ordinary(400, rng)), D, "test-encoder",
+                      example_descriptors=extract_descriptors(texts[:5]),
+                      background_descriptors=extract_descriptors(texts[5:]))
+    assert d.descriptors == () and sorted(d.features) == list(MARK)
+
+
+def test_background_descriptors_survive_a_snapshot_and_older_ones_restore_unknown() -> None:
+    state = MonitorState(settings())
+    rng = np.random.default_rng(5)
+    texts = _texts_with_tables(10, True, rng)
+    state.update(make_batch(ordinary(10, rng), d_sae=D, texts=texts))
+    before = state.background_descriptors("response")
+    assert before.shape == (10, 11) and (before[:, 7] == 1).all()  # one table each
+    snap = state.snapshot()
+    again = MonitorState(settings())
+    again.restore(snap)
+    np.testing.assert_array_equal(again.background_descriptors("response"), before)
+    for field in ("prompt", "response"):
+        del snap["background"][field]["descriptors"]  # as written before they were kept
+    old = MonitorState(settings())
+    old.restore(snap)
+    assert np.isnan(old.background_descriptors("response")).all()

@@ -106,7 +106,7 @@ def behaviour_summaries(
             name=d.name, field=d.field, examples=d.examples, counter_examples=d.counter_examples,
             features=d.features, feature_labels=tuple((labels or {}).get(f, "")
                                                       for f in d.features),
-            threshold=d.threshold, shares=tuple(share_of(c) for c in mine),
+            descriptors=d.descriptors, threshold=d.threshold, shares=tuple(share_of(c) for c in mine),
             comparisons=tuple(comparisons),
             latest=tuple(m for m in view.behaviour_matches if m.behaviour == d.name)[
                 :LATEST_SHOWN]))

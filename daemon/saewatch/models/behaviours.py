@@ -1,8 +1,9 @@
 """Watched behaviours: a behaviour defined by example texts, scored on every event.
 
 A :class:`BehaviourDefinition` is what fitting a handful of examples gives (``state/
-behaviour_fit.py``): the SAE features specific to the examples, one weight each, a bias and a
-threshold. Scoring an event is a sparse dot product over its present features, so it costs a few
+behaviour_fit.py``): the SAE features specific to the examples, one weight each, the text
+descriptors (length, structure, script) on which the examples stand out, one weight each, a bias
+and a threshold. Scoring an event is a sparse dot product over its present features, so it costs a few
 microseconds beside the encoder's milliseconds. The state counts, per (model_id, version, field,
 window), the events scored and those flagged (:class:`BehaviourCount`); diff turns the counts into
 shares with confidence intervals and anytime-valid version tests (:class:`BehaviourSummary`).
@@ -17,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from saewatch.models.codes import SparseCodes
+from saewatch.models.descriptors import DESCRIPTORS, descriptor_index
 from saewatch.models.events import TextField
 
 # A behaviour's name is a Prometheus label value and a URL segment: short and plain.
@@ -24,13 +26,31 @@ BehaviourName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 MAX_BEHAVIOURS = 32  # configured, not discovered: bounds the metrics' cardinality
 MAX_BEHAVIOUR_FEATURES = 32  # features a scorer may weigh (selection keeps the most specific)
+Z_CLIP = 5.0  # a descriptor's standardised value is clipped to +-5 background spreads
+
+
+def descriptor_transform(values: np.ndarray) -> np.ndarray:
+    """What the scorer reads of descriptor values ``[n, N_DESCRIPTORS]``: log(1 + count) for
+    counts (a doubling of length moves it as much at 100 words as at 1,000), shares as they are.
+
+    >>> descriptor_transform(np.array([[0.0] * 9 + [0.5, 0.25]]))[0, [0, 9, 10]].tolist()
+    [0.0, 0.5, 0.25]
+    """
+    out = np.asarray(values, dtype=np.float64).copy()
+    counts = [i for i, d in enumerate(DESCRIPTORS) if d.kind == "count"]
+    out[:, counts] = np.log1p(np.maximum(out[:, counts], 0.0))
+    return out
 
 
 class BehaviourDefinition(BaseModel):
     """A behaviour: its defining texts and the linear scorer fitted on their SAE codes.
 
-    ``score(x) = bias + Σ_j weights[j] · [feature j present in x]``; an event *shows* the
-    behaviour when its score reaches ``threshold``.
+    ``score(x) = bias + Σ_j weights[j] · [feature j present in x] + Σ_k descriptor_weights[k]
+    · z_k(x)``, with ``z_k = (t_k(x) - descriptor_center[k]) / descriptor_scale[k]`` the
+    descriptor's transformed value (:func:`descriptor_transform`) in spreads of the background,
+    clipped to ±:data:`Z_CLIP`; an event *shows* the behaviour when its score reaches
+    ``threshold``. Where an event's descriptors are unknown (an older ring event without its
+    text) they count as the background's center (``z = 0``).
 
     >>> d = BehaviourDefinition(name="pirate", field="response", examples=("Ahoy!",),
     ...                         features=(3, 5), weights=(2.0, 1.5), bias=-2.5, threshold=0.0,
@@ -48,6 +68,10 @@ class BehaviourDefinition(BaseModel):
     counter_examples: tuple[str, ...] = ()
     features: tuple[int, ...]
     weights: tuple[float, ...]
+    descriptors: tuple[str, ...] = ()  # names (saewatch.models.DESCRIPTOR_NAMES)
+    descriptor_weights: tuple[float, ...] = ()
+    descriptor_center: tuple[float, ...] = ()
+    descriptor_scale: tuple[float, ...] = ()
     bias: float
     threshold: float
     encoder_id: str
@@ -58,10 +82,13 @@ class BehaviourDefinition(BaseModel):
     background_source: str = ""
     created_at: datetime | None = None
 
-    def scores(self, codes: SparseCodes) -> np.ndarray:
-        """The score of every document of ``codes`` (float64, one per row)."""
+    def scores(self, codes: SparseCodes, descriptors: np.ndarray | None = None) -> np.ndarray:
+        """The score of every document of ``codes`` (float64, one per row); ``descriptors``:
+        their descriptor values ``[n, N_DESCRIPTORS]`` (``None`` or NaN rows: unknown)."""
         n = len(codes)
         out = np.full(n, self.bias, dtype=np.float64)
+        if self.descriptors and descriptors is not None and n:
+            out += self.descriptor_terms(descriptors)
         if not self.features or len(codes.indices) == 0:
             return out
         feats = np.asarray(self.features, dtype=np.int64)
@@ -74,9 +101,18 @@ class BehaviourDefinition(BaseModel):
         out += np.bincount(rows[hit], weights=w[pos[hit]], minlength=n)
         return out
 
-    def flags(self, codes: SparseCodes) -> np.ndarray:
+    def descriptor_terms(self, descriptors: np.ndarray) -> np.ndarray:
+        """``Σ_k descriptor_weights[k] · z_k`` per row of ``descriptors``."""
+        cols = [descriptor_index(name) for name in self.descriptors]
+        z = ((descriptor_transform(descriptors)[:, cols] - np.asarray(self.descriptor_center))
+             / np.asarray(self.descriptor_scale))
+        z = np.clip(np.nan_to_num(z, nan=0.0), -Z_CLIP, Z_CLIP)
+        terms: np.ndarray = z @ np.asarray(self.descriptor_weights, dtype=np.float64)
+        return terms
+
+    def flags(self, codes: SparseCodes, descriptors: np.ndarray | None = None) -> np.ndarray:
         """Whether each document shows the behaviour."""
-        return self.scores(codes) >= self.threshold
+        return self.scores(codes, descriptors) >= self.threshold
 
 
 class BehaviourCount(BaseModel):
@@ -150,12 +186,14 @@ class BehaviourSummary(BaseModel):
     counter_examples: tuple[str, ...] = ()
     features: tuple[int, ...]
     feature_labels: tuple[str, ...] = ()
+    descriptors: tuple[str, ...] = ()  # text descriptors its scorer weighs too
     threshold: float
     shares: tuple[BehaviourShare, ...] = ()
     comparisons: tuple[BehaviourComparison, ...] = ()
     latest: tuple[BehaviourMatch, ...] = ()
 
 
-__all__ = ["MAX_BEHAVIOURS", "MAX_BEHAVIOUR_FEATURES", "BehaviourComparison", "BehaviourCount",
+__all__ = ["MAX_BEHAVIOURS", "MAX_BEHAVIOUR_FEATURES", "Z_CLIP", "BehaviourComparison",
+           "BehaviourCount", "descriptor_transform",
            "BehaviourDefinition", "BehaviourMatch", "BehaviourName", "BehaviourShare",
            "BehaviourSummary"]

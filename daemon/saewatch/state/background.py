@@ -13,13 +13,16 @@ from typing import Any, Self
 
 import numpy as np
 
-from saewatch.models import TEXT_FIELDS, FeatureBatch, SparseCodes, TextField
+from saewatch.models import N_DESCRIPTORS, TEXT_FIELDS, FeatureBatch, SparseCodes, TextField
 from saewatch.state.base import StateComponent
+from saewatch.state.descriptor_counts import descriptor_values
 from saewatch.state.keys import event_times
 
 BACKGROUND_EVENTS = 2_048  # enough to see a 0.3% background rate ~6 times
 
-_Row = tuple[float, str, np.ndarray]  # (event time, event id, feature ids)
+# (event time, event id, feature ids, descriptor values; NaN where restored from a snapshot
+# written before they were kept)
+_Row = tuple[float, str, np.ndarray, np.ndarray]
 
 
 class BackgroundCodes(StateComponent):
@@ -42,10 +45,11 @@ class BackgroundCodes(StateComponent):
         times = event_times(batch)
         for field in TEXT_FIELDS:
             codes = batch.codes(field)
+            values = descriptor_values(batch, field).astype(np.float32)
             start = max(0, len(batch) - self.capacity)
             for i in range(start, len(batch)):
                 self._rows[field].append((float(times[i]), batch.events[i].event_id,
-                                          codes.row(i)[0].astype(np.int32)))
+                                          codes.row(i)[0].astype(np.int32), values[i]))
 
     def codes(self, field: TextField) -> SparseCodes:
         """The kept events' codes of ``field`` (values 1: presence is what fitting reads)."""
@@ -55,6 +59,13 @@ class BackgroundCodes(StateComponent):
         ids = [r[2] for r in rows]
         return SparseCodes.from_arrays(ids, [np.ones(len(i), np.float16) for i in ids],
                                        [0] * len(ids), [False] * len(ids))
+
+    def descriptors(self, field: TextField) -> np.ndarray:
+        """Descriptor values ``[events, N_DESCRIPTORS]`` in the order of :meth:`codes`."""
+        rows = self._rows[field]
+        if not rows:
+            return np.zeros((0, N_DESCRIPTORS), dtype=np.float32)
+        return np.stack([r[3] for r in rows])
 
     def event_ids(self, field: TextField) -> list[str]:
         """The ids of the kept events of ``field``, in the order of :meth:`codes`."""
@@ -73,6 +84,8 @@ class BackgroundCodes(StateComponent):
                 "indptr": np.cumsum([0] + [len(r[2]) for r in rows]).astype(np.int64),
                 "indices": (np.concatenate([r[2] for r in rows]).astype(np.int32) if rows
                             else np.zeros(0, np.int32)),
+                "descriptors": (np.stack([r[3] for r in rows]) if rows
+                                else np.zeros((0, N_DESCRIPTORS), np.float32)),
             }
         return out
 
@@ -81,8 +94,11 @@ class BackgroundCodes(StateComponent):
         for field in TEXT_FIELDS:
             part = snapshot[field]
             ptr, ids = np.asarray(part["indptr"]), np.asarray(part["indices"])
+            n = len(part["times"])
+            values = (np.asarray(part["descriptors"], dtype=np.float32) if "descriptors" in part
+                      else np.full((n, N_DESCRIPTORS), np.nan, dtype=np.float32))
             self._rows[field] = deque(
-                ((float(t), str(part["event_ids"][i]), ids[ptr[i]:ptr[i + 1]].copy())
+                ((float(t), str(part["event_ids"][i]), ids[ptr[i]:ptr[i + 1]].copy(), values[i])
                  for i, t in enumerate(part["times"])),
                 maxlen=self.capacity)
 

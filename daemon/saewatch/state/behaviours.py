@@ -32,6 +32,7 @@ from saewatch.models.behaviours import (
     BehaviourMatch,
 )
 from saewatch.state.base import StateComponent
+from saewatch.state.descriptor_counts import descriptor_values
 from saewatch.state.exceptions import IncompatibleStateError, StateError
 from saewatch.state.keys import event_times, group_rows, key_to_str
 
@@ -133,7 +134,7 @@ class BehaviourTracker(StateComponent):
         model_ids = [e.model_id for e in batch.events]
         versions = [e.model_version for e in batch.events]
         for d in self._defs.values():
-            scores = d.scores(batch.codes(d.field))
+            scores = d.scores(batch.codes(d.field), descriptor_values(batch, d.field))
             flagged = scores >= d.threshold
             snippets: list[str | None] = [None] * len(batch)
             for i in np.flatnonzero(flagged):

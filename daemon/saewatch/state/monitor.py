@@ -15,8 +15,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
+import numpy as np
+
 from saewatch.config import StateSettings
 from saewatch.models import (
+    N_DESCRIPTORS,
     ClusterShare,
     FeatureBatch,
     FeatureCounts,
@@ -223,7 +226,8 @@ class MonitorState(StateComponent):
                     f"{definition.encoder_id!r}, this state holds {self.encoder_id!r}: fit it "
                     "again with this state's encoder")
             background = self._parts["background"]  # the latest events' full codes: exact
-            exact = definition.scores(background.codes(definition.field))
+            exact = definition.scores(background.codes(definition.field),
+                                      background.descriptors(definition.field))
             known = dict(zip(background.event_ids(definition.field), exact.tolist(), strict=True))
             self._parts["behaviours"].define(
                 definition, ring_scores(self._parts["retrieval"], definition, known))
@@ -238,6 +242,14 @@ class MonitorState(StateComponent):
     def behaviours(self) -> list[BehaviourDefinition]:
         with self._lock:
             return self._parts["behaviours"].definitions() if self._parts else []
+
+    def background_descriptors(self, field: TextField) -> np.ndarray:
+        """Descriptor values of the events of :meth:`background_codes`, in its order."""
+        with self._lock:
+            if not self._parts:
+                return np.zeros((0, N_DESCRIPTORS), dtype=np.float32)
+            values: np.ndarray = self._parts["background"].descriptors(field)
+            return values
 
     def background_codes(self, field: TextField) -> SparseCodes:
         """Full codes of the latest events of ``field`` (what a new behaviour is fitted against)."""

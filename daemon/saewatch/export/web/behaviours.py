@@ -122,6 +122,8 @@ def _behaviour(s: BehaviourSummary, show_snippets: bool) -> str:
         f'<article class="behaviour" id="b-{escape(s.name)}"><h3>{escape(s.name)} '
         f'<span class="muted">{escape(s.field)}s</span></h3>'
         f"<h4>Defined by</h4>{examples}<h4>Features</h4><p>{features}</p>"
+        + (f"<p>and the text descriptors {escape(', '.join(s.descriptors))}</p>"
+           if s.descriptors else "") +
         '<h4>Share per version (95% interval)</h4><table class="plain"><thead><tr>'
         "<th>model</th><th>version</th><th>window</th><th>events</th><th>share</th></tr>"
         f"</thead><tbody>{shares}</tbody></table>"
