@@ -5,7 +5,8 @@ steps with their metrics.
 (:mod:`saewatch.roles`) and ``saewatch consume`` (:mod:`saewatch.consume`) each enter their
 stages on an ExitStack, install :class:`StopFlag` (signals only set it), report
 :class:`Readiness` on ``/-/ready``, and account for every polled record with
-:func:`count_polled`; encoding and folding go through :func:`encode_timed` and :func:`fold`, and
+:func:`count_polled`; encoding and folding go through :func:`finish_timed` (of a batch begun
+with :meth:`~saewatch.encode.base.Encoder.begin`) and :func:`fold`, and
 the periodic gauges through :func:`report_source` and :func:`report_encoder`. Everything they
 read about a source or an encoder is on its contract (:class:`~saewatch.source.base.Source`,
 :class:`~saewatch.encode.base.Encoder`).
@@ -124,14 +125,10 @@ def fold(state: MonitorState, codes: FeatureBatch | None, invalid: int,
     metrics.count_folded(done.processed, done.duplicates, state.tally.outcomes())
 
 
-def encode_timed(encoder: Encoder, batch: SourceBatch, metrics: PipelineMetrics) -> FeatureBatch:
-    """Encode the batch's valid events, recording duration, size, tokens and token-budget cuts."""
-    return finish_timed(encoder.begin([r.event for r in batch.records]), metrics)
-
-
 def finish_timed(pending: PendingCodes, metrics: PipelineMetrics) -> FeatureBatch:
-    """Finish a begun batch (:meth:`Encoder.begin`) like :func:`encode_timed`; the duration is
-    the caller's wait, so tokenizing done ahead in a thread is not counted twice."""
+    """Finish a begun batch (:meth:`Encoder.begin`), recording duration, size, tokens and
+    token-budget cuts; the duration is the caller's wait, so tokenizing done ahead in a thread
+    is not counted twice."""
     started = time.monotonic()
     codes = pending.result()
     seconds = time.monotonic() - started

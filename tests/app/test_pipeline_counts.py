@@ -17,7 +17,7 @@ from saewatch.models import (
     SourcePosition,
     SparseCodes,
 )
-from saewatch.runtime import count_polled, encode_timed
+from saewatch.runtime import count_polled, finish_timed
 from saewatch.state.testing import T0
 
 
@@ -53,7 +53,7 @@ def test_truncations_are_counted_by_the_limit_that_cut_them() -> None:
         invalid=(InvalidRecord(position=position(2), reason="schema", error="x", raw=b"{}"),),
     )
     count_polled(metrics, batch)
-    encode_timed(CuttingEncoder(), batch, metrics)
+    finish_timed(CuttingEncoder().begin([r.event for r in batch.records]), metrics)
     get = registry.get_sample_value
     assert get("saewatch_events_consumed_total") == 3
     assert get("saewatch_events_invalid_total", {"reason": "schema"}) == 1
