@@ -69,7 +69,7 @@ def cmd_train_sae(args: argparse.Namespace, settings: Settings) -> int:
         hook=parse_hook_name(args.hook),
         train_tokens=args.tokens,
         held_out_tokens=args.held_out_tokens,
-        max_tokens_per_text=settings.encode.max_tokens_per_text,
+        max_tokens_per_text=args.max_tokens_per_text or settings.encode.max_tokens_per_text,
         precision=args.precision,
         train=TrainConfig(d_sae=args.d_sae, k=args.k, epochs=args.epochs, lr=args.lr),
     )
@@ -153,6 +153,13 @@ def configure_train_sae(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hook", default="blocks.12.hook_resid_post", help="where to read")
     parser.add_argument("--tokens", type=int, default=1_000_000, help="training tokens")
     parser.add_argument("--held-out-tokens", type=int, default=60_000)
+    parser.add_argument(
+        "--max-tokens-per-text",
+        type=int,
+        default=None,
+        help="tokens read per text (default: encode.max_tokens_per_text); longer texts give "
+        "more training tokens from the same corpus",
+    )
     parser.add_argument("--d-sae", type=int, default=4096)
     parser.add_argument("--k", type=int, default=32, help="active features per token (TopK)")
     parser.add_argument("--epochs", type=float, default=3.0)

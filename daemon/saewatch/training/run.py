@@ -1,7 +1,10 @@
 """``saewatch train-sae``: corpus -> activations (cached) -> TopK SAE -> held-out report.
 
-Activations of the training and held-out texts are cached in ``work_dir`` as ``.npz`` so a
-second run with other hyperparameters (or ``label-features``) skips the slow model forwards.
+Activations of the training texts are cached in ``work_dir`` in shards
+(:class:`~saewatch.training.activation_cache.ActivationCache`: an interrupted extraction
+resumes), the held-out ones as one ``.npz``, so a second run with other hyperparameters (or
+``label-features``) skips the slow model forwards. Training checkpoints to ``work_dir`` too and
+resumes after an interruption (:func:`~saewatch.training.train.train_topk_sae`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from saewatch.encode.model import HookPoint, load_language_model
 from saewatch.encode.precision import Precision
 from saewatch.encode.reader import ActivationReader
 from saewatch.models import TextField
+from saewatch.training.activation_cache import ActivationCache, texts_key
 from saewatch.training.corpus import HELD_OUT_EVERY, held_out_texts, training_texts
 from saewatch.training.train import (
     ActivationSet,
@@ -94,15 +98,18 @@ def run_train_sae(options: TrainSaeOptions) -> dict[str, object]:
     texts += [(r, "response") for r in responses]
     random.Random(0).shuffle(texts)
     tag = f"{options.hook.hook_name}-{options.max_tokens_per_text}"
-    train_set = _activations(
-        reader, options.work_dir / f"train-{tag}.npz", texts, options.train_tokens
-    )
+    model_name = options.model or DEFAULT_MODEL_NAME
+    key = texts_key(texts, model_name, options.gguf_file, tag)
+    cache = ActivationCache(options.work_dir / f"train-{tag}", key)
+    started = time.monotonic()
+    train_set = cache.extract(reader, texts, options.train_tokens, progress=_progress("train"))  # type: ignore[arg-type]
+    logger.info("train activations: %d tokens in %.0f s", len(train_set.acts),
+                time.monotonic() - started)
     held: list[tuple[str, TextField]] = [(t, "response") for t in held_out_texts()]
     held_set = _activations(
         reader, options.work_dir / f"held_out-{tag}.npz", held, options.held_out_tokens
     )
     started = time.monotonic()
-    model_name = options.model or DEFAULT_MODEL_NAME
     sae = train_topk_sae(
         train_set.acts,
         options.train,
@@ -114,6 +121,7 @@ def run_train_sae(options: TrainSaeOptions) -> dict[str, object]:
             "dataset_path": "alpaca_eval (saewatch shared data)",
         },
         progress=_progress("train"),  # type: ignore[arg-type]
+        checkpoint=options.work_dir / f"checkpoint-{tag}-{_config_tag(options.train)}.pt",
     )
     train_s = time.monotonic() - started
     held_eval = evaluate_sae(sae, held_set.acts)
@@ -149,6 +157,10 @@ def run_train_sae(options: TrainSaeOptions) -> dict[str, object]:
         held_eval.dead_share,
     )
     return report
+
+
+def _config_tag(config: TrainConfig) -> str:
+    return f"d{config.d_sae}-k{config.k}-e{config.epochs:g}-lr{config.lr:g}-s{config.seed}"
 
 
 def _rounded(values: dict[str, float | int]) -> dict[str, float | int]:

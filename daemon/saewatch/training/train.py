@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ DEAD_AFTER_TOKENS = 200_000
 # Texts tokenized and forwarded per step of extraction: big enough for length bucketing,
 # small enough not to overshoot the token target by much.
 EXTRACT_CHUNK = 64
+# Seconds of training between checkpoints: an interruption loses at most this much.
+CHECKPOINT_EVERY_S = 120.0
 
 
 @dataclass
@@ -115,10 +118,17 @@ def train_topk_sae(
     config: TrainConfig,
     metadata: dict[str, object],
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
 ) -> TopKSAE:
     """Train a TopK SAE on ``acts`` ``[n, d_in]`` and return the inference SAE (raw inputs).
 
     ``metadata`` goes into ``cfg.json`` (it must name ``hook_name`` and ``model_name``).
+    With ``checkpoint``, the whole training state (weights, Adam moments, schedule, dead-feature
+    clocks, data order and position) is saved there every ``checkpoint_every_s`` seconds and
+    at the end; a run that finds a checkpoint of the same config and data size continues from
+    it, so an interrupted run loses at most ``checkpoint_every_s`` of work and ends where an
+    uninterrupted one would.
     """
     if "hook_name" not in metadata:
         raise TrainingError("SAE metadata needs hook_name (e.g. blocks.12.hook_resid_post)")
@@ -135,8 +145,37 @@ def train_topk_sae(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     since_fired = torch.zeros(config.d_sae, dtype=torch.long)
     order = rng.permutation(len(data))
-    cursor = 0
-    for step in range(n_steps):
+    cursor = first = 0
+    identity = {"config": asdict(config), "n": len(data), "d_in": int(acts.shape[1])}
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["identity"] != identity:
+            raise TrainingError(
+                f"{checkpoint} belongs to another training run ({saved['identity']}); delete "
+                "it to start afresh"
+            )
+        sae.load_state_dict(saved["sae"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        since_fired, order, cursor = saved["since_fired"], saved["order"], saved["cursor"]
+        scale, first = saved["scale"], saved["step"]
+        rng.bit_generator.state = saved["rng"]
+        logger.info("resuming training from %s at step %d of %d", checkpoint, first, n_steps)
+
+    def save(step: int) -> None:
+        if checkpoint is None:
+            return
+        state = {
+            "identity": identity, "sae": sae.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "since_fired": since_fired, "order": order,
+            "cursor": cursor, "scale": scale, "step": step, "rng": rng.bit_generator.state,
+        }
+        tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, checkpoint)  # a crash mid-write leaves the previous checkpoint
+
+    last_saved = time.monotonic()
+    for step in range(first, n_steps):
         if cursor + config.batch_size > len(order):
             order, cursor = rng.permutation(len(data)), 0
         idx = torch.from_numpy(order[cursor : cursor + config.batch_size])
@@ -153,6 +192,10 @@ def train_topk_sae(
             fve = 1.0 - float(mse) / float((x - x.mean(0)).pow(2).sum(-1).mean())
             dead = float((since_fired > DEAD_AFTER_TOKENS).float().mean())
             progress(step + 1, n_steps, {"fve": fve, "dead": dead, "loss": float(loss.detach())})
+        if time.monotonic() - last_saved > checkpoint_every_s:
+            save(step + 1)
+            last_saved = time.monotonic()
+    save(n_steps)
     return _to_inference(sae, scale)
 
 
