@@ -24,7 +24,7 @@ from sae_lens.saes.sae import SAEMetadata
 from torch.nn import functional as F
 
 from saewatch.encode.exceptions import TrainingError
-from saewatch.encode.reader import ActivationReader
+from saewatch.encode.reader import ActivationReader, resolve_device
 from saewatch.models import TextField
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def train_topk_sae(
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     checkpoint: Path | None = None,
     checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    device: str = "auto",
 ) -> TopKSAE:
     """Train a TopK SAE on ``acts`` ``[n, d_in]`` and return the inference SAE (raw inputs).
 
@@ -128,7 +129,9 @@ def train_topk_sae(
     clocks, data order and position) is saved there every ``checkpoint_every_s`` seconds and
     at the end; a run that finds a checkpoint of the same config and data size continues from
     it, so an interrupted run loses at most ``checkpoint_every_s`` of work and ends where an
-    uninterrupted one would.
+    uninterrupted one would. ``device``: ``auto`` trains on CUDA when there is one (the
+    activations stay in host memory; each batch is copied over), else on the CPU; the returned
+    SAE is on the CPU either way.
     """
     if "hook_name" not in metadata:
         raise TrainingError("SAE metadata needs hook_name (e.g. blocks.12.hook_resid_post)")
@@ -136,19 +139,20 @@ def train_topk_sae(
     rng = np.random.default_rng(config.seed)
     data = torch.from_numpy(acts)
     scale = math.sqrt(acts.shape[1]) / float(data[:100_000].float().norm(dim=1).mean())
-    sae = _new_training_sae(acts.shape[1], config, metadata)
+    on = resolve_device(device)
+    sae = _new_training_sae(acts.shape[1], config, metadata).to(on)
     with torch.no_grad():
-        sae.b_dec.data = (data[:100_000].float() * scale).mean(0)
+        sae.b_dec.data = (data[:100_000].float() * scale).mean(0).to(on)
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=(0.9, 0.999))
     n_steps = max(1, int(config.epochs * len(data) / config.batch_size))
     schedule = _lr_schedule(n_steps, config.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    since_fired = torch.zeros(config.d_sae, dtype=torch.long)
+    since_fired = torch.zeros(config.d_sae, dtype=torch.long, device=on)
     order = rng.permutation(len(data))
     cursor = first = 0
     identity = {"config": asdict(config), "n": len(data), "d_in": int(acts.shape[1])}
     if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = torch.load(checkpoint, weights_only=False, map_location=on)
         if saved["identity"] != identity:
             raise TrainingError(
                 f"{checkpoint} belongs to another training run ({saved['identity']}); delete "
@@ -180,7 +184,7 @@ def train_topk_sae(
             order, cursor = rng.permutation(len(data)), 0
         idx = torch.from_numpy(order[cursor : cursor + config.batch_size])
         cursor += config.batch_size
-        x = data[idx].float() * scale
+        x = data[idx].to(on, non_blocking=True).float() * scale
         loss, mse, fired = topk_step_loss(sae, x, since_fired > DEAD_AFTER_TOKENS)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -196,7 +200,7 @@ def train_topk_sae(
             save(step + 1)
             last_saved = time.monotonic()
     save(n_steps)
-    return _to_inference(sae, scale)
+    return _to_inference(sae.to("cpu"), scale)
 
 
 def topk_step_loss(
@@ -231,7 +235,7 @@ def topk_step_loss(
         residual = (x - recon).detach()
         aux = (aux_recon - residual).pow(2).sum(-1).mean()
         loss = loss + cfg.aux_loss_coefficient * scale * aux
-    fired = torch.zeros(cfg.d_sae, dtype=torch.bool)
+    fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=x.device)
     fired[indices[values.detach() > 0]] = True
     return loss, mse.detach(), fired
 
@@ -274,6 +278,7 @@ def _to_inference(sae: TopKTrainingSAE, scale: float) -> TopKSAE:
     sae.process_state_dict_for_saving_inference(state)  # unit-norm decoder rows
     cfg_dict = sae.cfg.get_inference_sae_cfg_dict()
     cfg_dict["rescale_acts_by_decoder_norm"] = False  # rows have unit norm after the fold
+    cfg_dict["device"] = "cpu"  # trained on CUDA or not, the saved SAE loads anywhere
     inference = TopKSAE(TopKSAE.get_sae_config_class_for_architecture("topk").from_dict(cfg_dict))
     inference.load_state_dict(state)
     # encode(s*x): (s*x - b) W + c = (x - b/s)(s W) + c;  decode: (f D + b) / s.
