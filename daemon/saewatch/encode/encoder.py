@@ -46,7 +46,8 @@ from saewatch.encode.presence import PresenceThresholds, resolve_presence
 from saewatch.encode.reader import ActivationReader, TokenBatch, resolve_device
 from saewatch.encode.sae import LoadedSae, SaeExpectations, load_sae
 from saewatch.encode.text import TokenizedText
-from saewatch.models import FeatureBatch, LLMEvent, SparseCodes, TextField
+from saewatch.encode.windows import PeakWindows, token_positions
+from saewatch.models import FeatureBatch, LLMEvent, SparseCodes, TextField, TokenWindows
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class SAEEncoder(Encoder):
         :meth:`begin` tokenizes in a worker thread, so the caller can begin the next batch
         before finishing this one (:attr:`looks_ahead`; pays off where the forward runs on a
         GPU and the host's cores are free meanwhile).
+    windows
+        Record where each document's features fire (:mod:`saewatch.encode.windows`) on the
+        batches of :meth:`encode`, for the highlighted examples.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class SAEEncoder(Encoder):
         sae_id: str = "",
         presence: PresenceThresholds | None = None,
         look_ahead: bool = False,
+        windows: bool = True,
     ) -> None:
         if int(sae.cfg.d_in) != reader.d_model:
             raise SaeLoadError(
@@ -117,6 +122,7 @@ class SAEEncoder(Encoder):
             expectations or SaeExpectations(0.0, None, "none"), tokens_wanted=sanity_tokens
         )
         self._look_ahead = look_ahead
+        self.windows = windows
         self._tokenizer_thread: ThreadPoolExecutor | None = None  # made on first use
 
     @classmethod
@@ -257,13 +263,21 @@ class SAEEncoder(Encoder):
     def _encode_tokenized(
         self, events: Sequence[LLMEvent], tokenized: list[list[TokenizedText]]
     ) -> FeatureBatch:
-        codes = {f: self.encode_docs(docs) for f, docs in zip(FIELDS, tokenized, strict=True)}
+        if not self.windows:
+            codes = {f: self.encode_docs(docs) for f, docs in zip(FIELDS, tokenized, strict=True)}
+            return FeatureBatch(encoder_id=self.encoder_id, d_sae=self.d_sae,
+                                events=tuple(events), prompt=codes["prompt"],
+                                response=codes["response"])
+        (prompt, prompt_w), (response, response_w) = (
+            self.encode_docs_with_windows(docs) for docs in tokenized)
         return FeatureBatch(
             encoder_id=self.encoder_id,
             d_sae=self.d_sae,
             events=tuple(events),
-            prompt=codes["prompt"],
-            response=codes["response"],
+            prompt=prompt,
+            response=response,
+            prompt_windows=prompt_w,
+            response_windows=response_w,
         )
 
     def encode_texts(self, texts: Sequence[str], field: TextField) -> SparseCodes:
@@ -277,8 +291,23 @@ class SAEEncoder(Encoder):
 
         ``on_tokens`` also receives each batch's token-level activations (calibration).
         """
+        return self._encode_docs(docs, on_tokens, None)
+
+    def encode_docs_with_windows(
+        self, docs: Sequence[TokenizedText]
+    ) -> tuple[SparseCodes, TokenWindows]:
+        """:meth:`encode_docs`, and where each document's features fire (its peak windows)."""
+        presence = None if self.presence is None else self.presence.values
+        windows = PeakWindows(len(docs), self.d_sae, self.threshold, presence)
+        codes = self._encode_docs(docs, None, windows)
+        with self.reader.clock.stage("assemble"):
+            return codes, windows.finish([d.spans for d in docs])
+
+    def _encode_docs(self, docs: Sequence[TokenizedText], on_tokens: TokenSink | None,
+                     windows: PeakWindows | None) -> SparseCodes:
         pool = MaxPool(len(docs), self.d_sae, self.reader.device, self.threshold)
-        for _ in self.reader.map_batches(docs, lambda batch: self._add(pool, batch, on_tokens)):
+        for _ in self.reader.map_batches(
+                docs, lambda batch: self._add(pool, batch, on_tokens, windows)):
             pass
         with self.reader.clock.stage("assemble"):
             n_tokens = np.fromiter((d.n_tokens for d in docs), np.int32, len(docs))
@@ -289,7 +318,8 @@ class SAEEncoder(Encoder):
         """The per-feature presence filter, on every path that makes document codes."""
         return codes if self.presence is None else self.presence.apply(codes)
 
-    def _add(self, pool: MaxPool, batch: TokenBatch, on_tokens: TokenSink | None = None) -> None:
+    def _add(self, pool: MaxPool, batch: TokenBatch, on_tokens: TokenSink | None = None,
+             windows: PeakWindows | None = None) -> None:
         """SAE-encode one batch's tokens and max-pool them into their documents' rows."""
         clock = self.reader.clock
         with torch.inference_mode():
@@ -299,9 +329,12 @@ class SAEEncoder(Encoder):
                 with clock.stage("pool"):
                     pool.add_topk(batch.docs, batch.doc_index, values, indices)
                 # After pooling: a CUDA OOM there retries the batch, which must not feed twice.
+                fired = values > 0
                 if on_tokens is not None:
-                    fired = values > 0
                     on_tokens(indices[fired], values[fired])
+                if windows is not None:
+                    tok, slot = fired.nonzero(as_tuple=True)
+                    self._add_windows(windows, batch, tok, indices[tok, slot], values[tok, slot])
                 return
             with clock.stage("sae"):
                 feats = self.sae.encode(batch.acts)
@@ -309,9 +342,25 @@ class SAEEncoder(Encoder):
                     self._sanity.update(batch.acts, self.sae.decode(feats), feats)
             with clock.stage("pool"):
                 pool.add_dense(batch.docs, batch.doc_index, feats)
+            rows, cols = (feats > 0).nonzero(as_tuple=True)
             if on_tokens is not None:
-                rows, cols = (feats > 0).nonzero(as_tuple=True)
                 on_tokens(cols, feats[rows, cols])
+            if windows is not None:
+                self._add_windows(windows, batch, rows, cols, feats[rows, cols])
+
+    def _add_windows(self, windows: PeakWindows, batch: TokenBatch, tok: torch.Tensor,
+                     features: torch.Tensor, values: torch.Tensor) -> None:
+        """Feed one batch's nonzero token activations to the peak windows (after pooling)."""
+        with self.reader.clock.stage("pool"):  # part of pooling, as a stage
+            try:
+                rows = batch.doc_index[tok]
+                n_tokens = torch.bincount(batch.doc_index, minlength=len(batch.docs))
+                pos = token_positions(batch.doc_index, len(batch.docs))[tok]
+                windows.add(batch.docs, rows, pos, features, values, n_tokens)
+            except torch.cuda.OutOfMemoryError:
+                # Not retried: the batch is pooled already. Its documents get no highlights.
+                logger.warning("CUDA out of memory on the peak windows of %d texts; they are "
+                               "shown without highlights", len(batch.docs))
 
     def _pool(self, batch: TokenBatch, presence: bool = True) -> tuple[list[int], list[_Row]]:
         """One batch's codes as (its documents, one (ids, values) row each): for tools that

@@ -24,11 +24,13 @@ import logging
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from saewatch.models import TextField
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")  # a token id, or its span
 
 _SENTINEL = "SAEWATCHSENTINELTEXT"
 # Texts longer than the budget times this are tokenized from that many characters only (a
@@ -46,13 +48,21 @@ _LOCAL_PRE_TOKENIZERS = frozenset({"ByteLevel", "Split", "Digits", "Punctuation"
 _ROLE: dict[TextField, str] = {"prompt": "user", "response": "assistant"}
 
 
+Span = tuple[int, int]  # a token's characters in its text: start, end
+
+
 @dataclass(frozen=True, slots=True)
 class TokenizedText:
-    """Token ids of one text in context; its own tokens are ``ids[start:]``."""
+    """Token ids of one text in context; its own tokens are ``ids[start:]``.
+
+    ``spans``: the character span of each of the text's own tokens in the text (from a fast
+    tokenizer's offsets; ``None`` where the tokenizer gives none).
+    """
 
     ids: list[int]
     start: int
     truncated: bool
+    spans: list[Span] | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -87,6 +97,8 @@ class TextTokenizer:
         self.use_chat_template = use_chat_template
         self.tail_tokens_per_text = tail_tokens_per_text
         self._local = splits_locally(tokenizer)
+        # Character offsets of the tokens (for the highlighted examples): fast tokenizers only.
+        self._spans = bool(getattr(tokenizer, "is_fast", False))
         self._prefix: dict[TextField, list[int]] = {
             field: self._prefix_ids(field) for field in ("prompt", "response")
         }
@@ -116,12 +128,12 @@ class TextTokenizer:
         for group, field in groups:
             prefix = self._prefix[field]
             start = len(prefix)
-            out.append([TokenizedText(ids=prefix + kept, start=start, truncated=cut)
-                        for kept, cut in encoded[at : at + len(group)]])
+            out.append([TokenizedText(ids=prefix + kept, start=start, truncated=cut, spans=spans)
+                        for kept, spans, cut in encoded[at : at + len(group)]])
             at += len(group)
         return out
 
-    def _keep(self, ids: Sequence[int], tail: Sequence[int] | None = None) -> tuple[list[int], bool]:
+    def _keep(self, ids: Sequence[_T], tail: Sequence[_T] | None = None) -> tuple[list[_T], bool]:
         """The budget's tokens of a text: all of them, or its head and its last ``tail_tokens``.
 
         ``ids`` are the text's tokens (exact at least up to ``max_tokens_per_text + 1``);
@@ -138,9 +150,28 @@ class TextTokenizer:
 
     def _call(self, texts: list[str]) -> Any:
         return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True,
-                              return_attention_mask=False, return_token_type_ids=False)
+                              return_attention_mask=False, return_token_type_ids=False,
+                              **({"return_offsets_mapping": True} if self._spans else {}))
 
-    def _encode(self, texts: list[str]) -> list[tuple[list[int], bool]]:
+    def _kept(self, encoded: Any, i: int, shift: int = 0) -> tuple[list[int], list[Span] | None]:
+        """Ids and spans (moved ``shift`` characters on) of text ``i`` of a tokenizer call."""
+        spans = None
+        if self._spans:
+            offsets = encoded["offset_mapping"][i]
+            spans = [(s + shift, e + shift) for s, e in offsets] if shift else list(offsets)
+        return encoded.input_ids[i], spans
+
+    def _keep_both(self, ids: tuple[list[int], list[Span] | None],
+                   tail: tuple[list[int], list[Span] | None] | None = None,
+                   ) -> tuple[list[int], list[Span] | None, bool]:
+        """:meth:`_keep` of the ids and, in step, of their spans."""
+        kept, cut = self._keep(ids[0], None if tail is None else tail[0])
+        spans = None
+        if ids[1] is not None and (tail is None or tail[1] is not None):
+            spans = self._keep(ids[1], None if tail is None else tail[1])[0]
+        return kept, spans, cut
+
+    def _encode(self, texts: list[str]) -> list[tuple[list[int], list[Span] | None, bool]]:
         """The kept token ids of each text (:meth:`_keep`) and whether it was cut.
 
         Where the pre-tokenizer is local (:func:`splits_locally`), a text longer than
@@ -152,49 +183,52 @@ class TextTokenizer:
         part is too short to fill its share, the text is tokenized whole.
         """
         if not self._local:
-            return [self._keep(ids) for ids in self._call(texts).input_ids]
+            encoded = self._call(texts)
+            return [self._keep_both(self._kept(encoded, i)) for i in range(len(texts))]
         cut = int(self.max_tokens_per_text * CUT_CHARS_PER_TOKEN)
         encoded = self._call([t[:cut] for t in texts])
-        out = [self._keep(ids) for ids in encoded.input_ids]
+        out = [self._keep_both(self._kept(encoded, i)) for i in range(len(texts))]
         long = [i for i, text in enumerate(texts) if len(text) > cut]
-        heads: dict[int, list[int]] = {}
+        heads: dict[int, tuple[list[int], list[Span] | None]] = {}
         for i in long:
             words = encoded.word_ids(i)
             last = next((w for w in reversed(words) if w is not None), None)
             safe = 0 if last is None else bisect_left(words, last - UNSAFE_TAIL_WORDS + 1,
                                                       key=lambda w: -1 if w is None else w)
             if safe > self.max_tokens_per_text:
-                heads[i] = encoded.input_ids[i][:safe]
+                ids, spans = self._kept(encoded, i)
+                heads[i] = ids[:safe], None if spans is None else spans[:safe]
         tails = self._tails([texts[i] for i in heads]) if self.tail_tokens_per_text else {}
         whole = [i for i in long if i not in heads]
         for j, i in enumerate(heads):
             if self.tail_tokens_per_text and j not in tails:
                 whole.append(i)
             else:
-                out[i] = self._keep(heads[i], tails.get(j))
+                out[i] = self._keep_both(heads[i], tails.get(j))
         if whole:  # dense text (few characters per token): no shortcut
-            for i, full in zip(whole, self._call([texts[i] for i in whole]).input_ids,
-                               strict=True):
-                out[i] = self._keep(full)
+            full = self._call([texts[i] for i in whole])
+            for j, i in enumerate(whole):
+                out[i] = self._keep_both(self._kept(full, j))
         return out
 
-    def _tails(self, texts: list[str]) -> dict[int, list[int]]:
+    def _tails(self, texts: list[str]) -> dict[int, tuple[list[int], list[Span] | None]]:
         """Exact last tokens (at least ``tail_tokens_per_text``) of long texts, by position;
         a text whose cut end holds too few safe tokens is left out (tokenize it whole)."""
         cut = int(self.tail_tokens_per_text * CUT_CHARS_PER_TOKEN)
         if not texts:
             return {}
         encoded = self._call([t[-cut:] for t in texts])
-        found: dict[int, list[int]] = {}
-        for i, ids in enumerate(encoded.input_ids):
+        found: dict[int, tuple[list[int], list[Span] | None]] = {}
+        for i, text in enumerate(texts):
             words = encoded.word_ids(i)
             first = next((w for w in words if w is not None), None)
             if first is None:
                 continue
             safe = bisect_left(words, first + UNSAFE_TAIL_WORDS,
                                key=lambda w: -1 if w is None else w)
+            ids, spans = self._kept(encoded, i, shift=max(0, len(text) - cut))
             if len(ids) - safe >= self.tail_tokens_per_text:
-                found[i] = list(ids[safe:])
+                found[i] = list(ids[safe:]), None if spans is None else spans[safe:]
         return found
 
     def _prefix_ids(self, field: TextField) -> list[int]:

@@ -73,6 +73,13 @@ from saewatch.models.reports import (
     Verdict,
     VersionCount,
 )
+from saewatch.models.windows import (
+    MARK_DTYPE,
+    ExampleWindow,
+    Highlight,
+    PeakWindow,
+    TokenWindows,
+)
 
 __all__ = [
     "DESCRIPTORS",
@@ -91,6 +98,11 @@ __all__ = [
     "CooccurrenceCounts",
     "DriftReport",
     "EffectBasis",
+    "ExampleWindow",
+    "MARK_DTYPE",
+    "Highlight",
+    "PeakWindow",
+    "TokenWindows",
     "FeatureBatch",
     "FeatureCounts",
     "FeatureDelta",

@@ -17,6 +17,7 @@ from saewatch.models.events import (
     LLMEvent,
     TextField,
 )
+from saewatch.models.windows import TokenWindows
 
 
 class SparseCodes(BaseModel):
@@ -152,7 +153,9 @@ class FeatureBatch(BaseModel):
     """The encoder's output: events with the sparse codes of their prompt and response.
 
     ``encoder_id`` names the model, layer and SAE that produced the codes; state refuses to mix
-    codes of different encoders.
+    codes of different encoders. ``prompt_windows``/``response_windows``: where the features
+    fire inside each text (:class:`TokenWindows`), from an encoder that records them; ``None``
+    otherwise (codes decoded from the features topic carry none).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -162,15 +165,24 @@ class FeatureBatch(BaseModel):
     events: tuple[LLMEvent, ...]
     prompt: SparseCodes
     response: SparseCodes
+    prompt_windows: TokenWindows | None = None
+    response_windows: TokenWindows | None = None
 
     @model_validator(mode="after")
     def _check_lengths(self) -> FeatureBatch:
         if not (len(self.events) == len(self.prompt) == len(self.response)):
             raise ValueError("events, prompt codes and response codes must have equal lengths")
+        for windows in (self.prompt_windows, self.response_windows):
+            if windows is not None and len(windows) != len(self.events):
+                raise ValueError("token windows need one row per event")
         return self
 
     def codes(self, field: TextField) -> SparseCodes:
         return self.prompt if field == "prompt" else self.response
+
+    def windows(self, field: TextField) -> TokenWindows | None:
+        """Where the features fire in ``field``'s texts (``None``: not recorded)."""
+        return self.prompt_windows if field == "prompt" else self.response_windows
 
     def take(self, rows: Sequence[int]) -> FeatureBatch:
         """The given events (and their codes), in the given order."""
@@ -178,6 +190,10 @@ class FeatureBatch(BaseModel):
             "events": tuple(self.events[i] for i in rows),
             "prompt": self.prompt.take(rows),
             "response": self.response.take(rows),
+            "prompt_windows": None if self.prompt_windows is None
+            else self.prompt_windows.take(rows),
+            "response_windows": None if self.response_windows is None
+            else self.response_windows.take(rows),
         })
 
     @classmethod
@@ -194,10 +210,19 @@ class FeatureBatch(BaseModel):
             events=tuple(e for p in parts for e in p.events),
             prompt=SparseCodes.concat([p.prompt for p in parts]),
             response=SparseCodes.concat([p.response for p in parts]),
+            prompt_windows=_concat_windows([(p.prompt_windows, len(p)) for p in parts]),
+            response_windows=_concat_windows([(p.response_windows, len(p)) for p in parts]),
         )
 
     def __len__(self) -> int:
         return len(self.events)
+
+
+def _concat_windows(parts: Sequence[tuple[TokenWindows | None, int]]) -> TokenWindows | None:
+    """The parts' windows one after the other; a part without any contributes empty rows."""
+    if all(w is None for w, _ in parts):
+        return None
+    return TokenWindows.concat([TokenWindows.empty(n) if w is None else w for w, n in parts])
 
 
 __all__ = ["SparseCodes", "FeatureBatch"]

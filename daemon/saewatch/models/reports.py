@@ -17,6 +17,7 @@ from saewatch.models.descriptors import DescriptorFinding, DescriptorSummary
 from saewatch.models.events import (
     TextField,
 )
+from saewatch.models.windows import ExampleWindow
 
 ComparisonKind = Literal["versions", "latest", "window"]
 
@@ -41,7 +42,12 @@ class ComparisonKey(BaseModel):
 
 
 class Snippet(BaseModel):
-    """A short piece of an event's text, shown as an example of a feature."""
+    """A short piece of an event's text, shown as an example of a feature.
+
+    ``window``: the feature's top-activating token window in the text, its firing tokens
+    marked (``None`` where the encoder recorded none, snippets are off, or a snapshot predates
+    windows).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -49,6 +55,7 @@ class Snippet(BaseModel):
     model_version: str
     activation: float
     text: str
+    window: ExampleWindow | None = None
 
 
 class FeatureDelta(BaseModel):

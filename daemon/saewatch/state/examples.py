@@ -6,6 +6,12 @@ arrays hold the k best activations and *handles* of their events. A batch is scr
 feature's current k-th best in one vectorised comparison, and the survivors are merged into the
 touched rows with one row-wise sort, so no Python loop runs per feature. Texts are stored once per
 event handle and unreferenced ones are garbage-collected when the table has doubled.
+
+Each kept (event, feature) pair also keeps the feature's top-activating window in the text, its
+firing tokens marked (:class:`~saewatch.models.PeakWindow`), where the batch carries windows
+(:attr:`FeatureBatch.response_windows`): at most one per reservoir slot, so at most
+``d_sae * k`` per (model_id, version, field), each ~24 tokens of text and their marks (~300
+bytes); windows of pairs that left the reservoirs are collected with the texts.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from saewatch.models import TEXT_FIELDS, FeatureBatch, Snippet, TextField
+from saewatch.models import MARK_DTYPE, TEXT_FIELDS, FeatureBatch, PeakWindow, Snippet, TextField
 from saewatch.state.base import StateComponent
 from saewatch.state.counts import select_rows
 from saewatch.state.exceptions import IncompatibleStateError
@@ -38,7 +44,7 @@ class _Reservoir:
     def offer(self, feat: np.ndarray, act: np.ndarray, handle: np.ndarray) -> np.ndarray:
         """Merge candidate ``(feature, activation, handle)`` triples into the top-k rows.
 
-        Returns the handles now held by the touched rows (a superset of the ones inserted).
+        Returns the touched rows (features): their handles are a superset of the ones inserted.
         """
         keep = act > self.floor[feat]
         if not keep.any():
@@ -61,8 +67,8 @@ class _Reservoir:
         self.act[rows] = np.take_along_axis(all_act, top, axis=1)
         self.handle[rows] = np.take_along_axis(all_h, top, axis=1)
         self.floor[rows] = self.act[rows].min(axis=1)
-        freed: np.ndarray = self.handle[rows].ravel()
-        return freed
+        touched: np.ndarray = rows
+        return touched
 
 
 class ExampleReservoirs(StateComponent):
@@ -98,7 +104,9 @@ class ExampleReservoirs(StateComponent):
         self._res: dict[StateKey, _Reservoir] = {}
         self._next_handle = 0
         self._texts: dict[int, tuple[str, dict[str, str]]] = {}  # handle -> (event id, texts)
+        self._windows: dict[int, PeakWindow] = {}  # window_key(handle, field, feature) -> window
         self._live_after_gc = 0
+        self._windows_after_gc = 0
 
     def update(self, batch: FeatureBatch) -> None:
         base = self._next_handle
@@ -111,8 +119,23 @@ class ExampleReservoirs(StateComponent):
                 codes = batch.codes(field)
                 feat, act = select_rows(codes.indptr, codes.indices, codes.values, rows)
                 doc = np.repeat(rows, np.diff(codes.indptr)[rows])
-                held.append(res.offer(feat, act, base + doc))
+                touched = res.offer(feat, act, base + doc)
+                held.append(res.handle[touched].ravel())
+                self._keep_windows(batch, field, base, touched, res.handle[touched])
         self._register(batch, base, np.concatenate(held) if held else np.zeros(0, np.int64))
+
+    def _keep_windows(self, batch: FeatureBatch, field: TextField, base: int,
+                      features: np.ndarray, handles: np.ndarray) -> None:
+        """Keep the peak windows of the pairs this batch just put into the reservoirs."""
+        windows = batch.windows(field)
+        if windows is None or not self.store_snippets:
+            return
+        fresh = handles >= base
+        for f, h in zip(np.repeat(features, fresh.sum(axis=1)).tolist(),
+                        handles[fresh].tolist(), strict=True):
+            found = windows.window(h - base, f, batch.events[h - base].text(field))
+            if found is not None:
+                self._windows[int(window_key(h, field, f, self.d_sae))] = found
 
     def _register(self, batch: FeatureBatch, base: int, held: np.ndarray) -> None:
         """Store texts of this batch's events that made it into some reservoir."""
@@ -122,7 +145,8 @@ class ExampleReservoirs(StateComponent):
                 {f: event.text(f)[: self.snippet_chars] for f in TEXT_FIELDS}
                 if self.store_snippets else {})
             self._texts[h] = (event.event_id, texts)
-        if len(self._texts) > 2 * self._live_after_gc + GC_SLACK:
+        if (len(self._texts) > 2 * self._live_after_gc + GC_SLACK
+                or len(self._windows) > 2 * self._windows_after_gc + GC_SLACK):
             self._collect()
 
     def _collect(self) -> None:
@@ -130,6 +154,13 @@ class ExampleReservoirs(StateComponent):
             [r.handle.ravel() for r in self._res.values()] or [np.zeros(0, np.int64)])).tolist())
         self._texts = {h: t for h, t in self._texts.items() if h in live}
         self._live_after_gc = len(self._texts)
+        if self._windows:
+            slots = [window_key(r.handle[r.handle >= 0], key[2],
+                                np.nonzero(r.handle >= 0)[0], self.d_sae)
+                     for key, r in self._res.items()]
+            held = set(np.concatenate(slots).tolist()) if slots else set()
+            self._windows = {c: w for c, w in self._windows.items() if c in held}
+        self._windows_after_gc = len(self._windows)
 
     def examples(
         self, feature: int, model_id: str, model_version: str, field: TextField, k: int | None = None
@@ -139,7 +170,7 @@ class ExampleReservoirs(StateComponent):
         if res is None or not 0 <= feature < self.d_sae:
             return []
         return _snippets(res.act[feature], res.handle[feature], self._texts, model_version, field,
-                         min(k or self.k, self.k))
+                         min(k or self.k, self.k), _Windows(self._windows, feature, self.d_sae))
 
     def frozen(self) -> FrozenExamples:
         """A detached read-only copy of the reservoirs, for a state view.
@@ -155,7 +186,7 @@ class ExampleReservoirs(StateComponent):
         # The text table is copied shallowly: its entries are never changed once written.
         return FrozenExamples(self.d_sae, self.k, {key: (_read_only(r.act), _read_only(r.handle))
                                                    for key, r in self._res.items()},
-                              dict(self._texts))
+                              dict(self._texts), dict(self._windows))
 
     def snapshot(self) -> dict[str, Any]:
         self._collect()
@@ -170,6 +201,7 @@ class ExampleReservoirs(StateComponent):
             "text_handles": np.array(handles, dtype=np.int64),
             "event_ids": [self._texts[h][0] for h in handles],
             "texts": {f: [self._texts[h][1].get(f, "") for h in handles] for f in TEXT_FIELDS},
+            "windows": _windows_snapshot(self._windows),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -187,6 +219,9 @@ class ExampleReservoirs(StateComponent):
                 if self.store_snippets else {})
             self._texts[h] = (snapshot["event_ids"][j], texts)
         self._live_after_gc = len(self._texts)
+        if self.store_snippets and "windows" in snapshot:  # older snapshots have none
+            self._windows = _windows_restored(snapshot["windows"])
+        self._windows_after_gc = len(self._windows)
 
     def merge(self, other: Self) -> None:
         """Keep the k strongest of both sides per feature (the union's top-k, exact)."""
@@ -199,6 +234,8 @@ class ExampleReservoirs(StateComponent):
             feat = np.nonzero(ok)[0]
             mine.offer(feat, theirs.act[ok], theirs.handle[ok] + shift)
         self._texts.update({h + shift: t for h, t in other._texts.items()})
+        moved = shift * len(TEXT_FIELDS) * self.d_sae  # window_key's handle moves by shift
+        self._windows.update({c + moved: w for c, w in other._windows.items()})
         self._next_handle += other._next_handle
         self._collect()
 
@@ -214,18 +251,22 @@ class FrozenExamples:
         Per (model_id, model_version, field): activations and event handles, ``[d_sae, k]``.
     texts
         Event handle -> (event id, snippet per field).
+    windows
+        :func:`window_key` -> the pair's peak window.
     """
 
-    __slots__ = ("d_sae", "k", "_res", "_texts")
+    __slots__ = ("d_sae", "k", "_res", "_texts", "_windows")
 
     def __init__(
         self, d_sae: int, k: int, reservoirs: dict[StateKey, tuple[np.ndarray, np.ndarray]],
         texts: dict[int, tuple[str, dict[str, str]]],
+        windows: dict[int, PeakWindow] | None = None,
     ) -> None:
         self.d_sae = d_sae
         self.k = k
         self._res = reservoirs
         self._texts = texts
+        self._windows = windows or {}
 
     def examples(
         self, feature: int, model_id: str, model_version: str, field: TextField, k: int | None = None
@@ -236,12 +277,37 @@ class FrozenExamples:
             return []
         act, handle = res
         return _snippets(act[feature], handle[feature], self._texts, model_version, field,
-                         min(k or self.k, self.k))
+                         min(k or self.k, self.k), _Windows(self._windows, feature, self.d_sae))
+
+
+def window_key(handle: int | np.ndarray, field: str, feature: int | np.ndarray,
+               d_sae: int) -> np.ndarray:
+    """One int64 per (event handle, field, feature): where the pair's window is filed.
+
+    >>> window_key(np.array([0, 2]), "response", np.array([3, 1]), 4).tolist()
+    [7, 21]
+    """
+    f = TEXT_FIELDS.index(field)
+    key: np.ndarray = (np.asarray(handle, np.int64) * len(TEXT_FIELDS) + f) * d_sae + np.asarray(
+        feature, np.int64)
+    return key
+
+
+class _Windows:
+    """The windows of one feature's slots (a lookup into the store's table)."""
+
+    __slots__ = ("table", "feature", "d_sae")
+
+    def __init__(self, table: Mapping[int, PeakWindow], feature: int, d_sae: int) -> None:
+        self.table, self.feature, self.d_sae = table, feature, d_sae
+
+    def get(self, handle: int, field: TextField) -> PeakWindow | None:
+        return self.table.get(int(window_key(handle, field, self.feature, self.d_sae)))
 
 
 def _snippets(
     act: np.ndarray, handle: np.ndarray, texts: Mapping[int, tuple[str, dict[str, str]]],
-    model_version: str, field: TextField, k: int,
+    model_version: str, field: TextField, k: int, windows: _Windows,
 ) -> list[Snippet]:
     """Snippets of one feature's reservoir row (slots are sorted best first, -1 = empty)."""
     out = []
@@ -250,8 +316,35 @@ def _snippets(
         if h < 0:
             break
         event_id, text = texts[h]
+        window = windows.get(h, field)
         out.append(Snippet(event_id=event_id, model_version=model_version,
-                           activation=round(float(act[slot]), 4), text=text.get(field, "")))
+                           activation=round(float(act[slot]), 4), text=text.get(field, ""),
+                           window=None if window is None else window.to_model()))
+    return out
+
+
+def _windows_snapshot(windows: Mapping[int, PeakWindow]) -> dict[str, Any]:
+    """The window table as arrays and a list of texts (no pickling)."""
+    keys = sorted(windows)
+    marks = [windows[c].marks for c in keys]
+    flat = np.concatenate(marks) if marks else np.zeros(0, MARK_DTYPE)
+    return {"keys": np.array(keys, dtype=np.int64), "texts": [windows[c].text for c in keys],
+            "offsets": np.array([windows[c].offset for c in keys], dtype=np.int64),
+            "marks": np.array([len(m) for m in marks], dtype=np.int64),
+            "start": flat["start"].copy(), "end": flat["end"].copy(), "act": flat["act"].copy()}
+
+
+def _windows_restored(snap: Mapping[str, Any]) -> dict[int, PeakWindow]:
+    ends = np.cumsum(np.asarray(snap["marks"], dtype=np.int64))
+    flat = np.zeros(int(ends[-1]) if len(ends) else 0, MARK_DTYPE)
+    for name in ("start", "end", "act"):
+        flat[name] = snap[name]
+    flat.flags.writeable = False
+    out = {}
+    for i, c in enumerate(np.asarray(snap["keys"]).tolist()):
+        lo = int(ends[i - 1]) if i else 0
+        out[c] = PeakWindow(text=snap["texts"][i], offset=int(snap["offsets"][i]),
+                            marks=flat[lo : int(ends[i])])
     return out
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
+from saewatch.export.web.marks import example_text
 from saewatch.models import FeatureFrequency, NpmiNeighbour, Snippet
 from saewatch.models.cards import CardContext, CardNeighbour, FeatureCard
 
@@ -118,7 +119,7 @@ def _live_examples(examples: Sequence[Snippet], show: bool) -> str:
     if not show or not examples:
         return ""
     items = "".join(
-        f'<blockquote class="snippet"><p>{escape(s.text)}</p><cite>{escape(s.model_version)} · '
+        f'<blockquote class="snippet"><p>{example_text(s)}</p><cite>{escape(s.model_version)} · '
         f"event {escape(s.event_id)} · activation {s.activation:.2f}</cite></blockquote>"
         for s in examples)
     return f"<h3>Live examples</h3>{items}"

@@ -17,6 +17,7 @@ from saewatch.export.base import HistoryPoint
 from saewatch.export.clusters import capped_clusters
 from saewatch.export.web.behaviours import behaviours_section
 from saewatch.export.web.charts import frequency_bars, sparkline, stacked_shares
+from saewatch.export.web.marks import example_text
 from saewatch.export.web.schemas import comparison_id
 from saewatch.llm.summary import Narrative
 from saewatch.models import (
@@ -68,7 +69,7 @@ def _badge(verdict: str) -> str:
 def _snippets(snippets: Sequence[Snippet], title: str) -> str:
     items = (
         "".join(
-            f'<blockquote class="snippet"><p>{escape(s.text)}</p><cite>event '
+            f'<blockquote class="snippet"><p>{example_text(s)}</p><cite>event '
             f"{escape(s.event_id)} · activation {s.activation:.2f}</cite></blockquote>"
             for s in snippets
         )
@@ -194,9 +195,11 @@ def _themes(result: ComparisonResult, show_snippets: bool) -> str:
     if not result.themes:
         return ""
     items = "".join(_theme(t, result.key, show_snippets) for t in result.themes)
+    n = result.n_significant_themes
+    groups = "group" if n == 1 else "groups"
     return (
-        f'<div class="themes"><h3>Themes</h3><p class="muted">{result.n_significant_themes} '
-        "groups of significant features that fire on the same documents; the largest change "
+        f'<div class="themes"><h3>Themes</h3><p class="muted">{n} '
+        f"{groups} of significant features that fire on the same documents; the largest change "
         f'first in each direction.</p><ol class="themes">{items}</ol></div>'
     )
 
