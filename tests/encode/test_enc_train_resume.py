@@ -46,9 +46,9 @@ def test_sharded_extraction_equals_one_pass_and_resumes(
     assert 0 < done < len(TEXTS) and len(first.texts) == done
     # The rerun reads only the remaining texts and ends equal to one pass over all of them.
     calls: list[int] = []
-    original = activation_cache._read_shard
+    original = activation_cache.read_activations
     monkeypatch.setattr(
-        activation_cache, "_read_shard",
+        activation_cache, "read_activations",
         lambda r, texts, offset, budget: calls.append(offset) or original(r, texts, offset, budget),
     )
     resumed = ActivationCache(tmp_path / "c", key).extract(reader, TEXTS, max_tokens=10**6)

@@ -21,12 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from saewatch.encode.exceptions import TrainingError
 from saewatch.encode.reader import ActivationReader
 from saewatch.models import TextField
-from saewatch.training.train import EXTRACT_CHUNK, ActivationSet
+from saewatch.training.train import ActivationSet, read_activations
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +98,8 @@ class ActivationCache:
             logger.info("%s: resuming after %d texts, %d tokens", self.directory, start, total)
         while total < max_tokens and start < len(texts):
             end = min(len(texts), start + SHARD_TEXTS)
-            shard = _read_shard(reader, texts[start:end], start, max_tokens - total)
-            end = start + shard.texts_used
+            shard = read_activations(reader, texts[start:end], start, max_tokens - total)
+            end = start + len(shard.texts)
             total += len(shard.acts)
             self._write_shard(shard, start, end)
             start = end
@@ -131,7 +130,7 @@ class ActivationCache:
         used = int(self._shards[-1]["texts_end"])
         return ActivationSet(acts, token_ids, doc_ids, texts[:used])
 
-    def _write_shard(self, shard: _Shard, start: int, end: int) -> None:
+    def _write_shard(self, shard: ActivationSet, start: int, end: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"shard-{len(self._shards):05d}.npz"
         tmp = self.directory / f".{name}.tmp.npz"
@@ -148,42 +147,3 @@ class ActivationCache:
         body = {"key": self.key, "complete": self._complete, "shards": self._shards}
         tmp.write_text(json.dumps(body, indent=1) + "\n")
         os.replace(tmp, self.directory / MANIFEST)
-
-
-class _Shard:
-    def __init__(
-        self, acts: np.ndarray, token_ids: np.ndarray, doc_ids: np.ndarray, texts_used: int
-    ) -> None:
-        self.acts = acts
-        self.token_ids = token_ids
-        self.doc_ids = doc_ids
-        self.texts_used = texts_used
-
-
-def _read_shard(
-    reader: ActivationReader, texts: Sequence[tuple[str, TextField]], offset: int, budget: int
-) -> _Shard:
-    """Activations of ``texts`` (document ids from ``offset``), stopping once over ``budget``."""
-    acts: list[np.ndarray] = []
-    tokens: list[np.ndarray] = []
-    docs: list[np.ndarray] = []
-    total = used = 0
-    for start in range(0, len(texts), EXTRACT_CHUNK):
-        chunk = texts[start : start + EXTRACT_CHUNK]
-        tokenized = [reader.tokenize([t], f)[0] for t, f in chunk]
-        for batch in reader.iter_batches(tokenized):
-            acts.append(batch.acts.to(torch.float16).cpu().numpy())
-            tokens.append(batch.token_ids.cpu().numpy().astype(np.int32))
-            local = batch.doc_index.cpu().numpy()
-            docs.append((np.asarray(batch.docs)[local] + offset + start).astype(np.int32))
-            total += len(local)
-        used = start + len(chunk)
-        if total >= budget:
-            break
-    width = reader.d_model
-    return _Shard(
-        np.concatenate(acts) if acts else np.empty((0, width), np.float16),
-        np.concatenate(tokens) if tokens else np.empty(0, np.int32),
-        np.concatenate(docs) if docs else np.empty(0, np.int32),
-        used,
-    )

@@ -89,11 +89,28 @@ def extract_activations(
     progress: Callable[[int, int], None] | None = None,
 ) -> ActivationSet:
     """Read hook activations of ``texts`` (in the given order) until ``max_tokens`` tokens."""
+    acts = read_activations(reader, texts, 0, max_tokens, progress)
+    if len(acts.acts) == 0:
+        raise TrainingError("no tokens to train on: the corpus is empty")
+    return acts
+
+
+def read_activations(
+    reader: ActivationReader,
+    texts: Sequence[tuple[str, TextField]],
+    offset: int,
+    budget: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> ActivationSet:
+    """Activations of ``texts`` until ``budget`` tokens, document ids counted from ``offset``.
+
+    ``texts`` of the result are the ones read (a prefix of ``texts``, whole chunks of
+    :data:`EXTRACT_CHUNK`).
+    """
     acts: list[np.ndarray] = []
     tokens: list[np.ndarray] = []
     docs: list[np.ndarray] = []
-    kept: list[str] = []
-    total = 0
+    total = used = 0
     for start in range(0, len(texts), EXTRACT_CHUNK):
         chunk = texts[start : start + EXTRACT_CHUNK]
         tokenized = [reader.tokenize([t], f)[0] for t, f in chunk]
@@ -101,16 +118,20 @@ def extract_activations(
             acts.append(batch.acts.to(torch.float16).cpu().numpy())
             tokens.append(batch.token_ids.cpu().numpy().astype(np.int32))
             local = batch.doc_index.cpu().numpy()
-            docs.append((np.asarray(batch.docs)[local] + len(kept)).astype(np.int32))
+            docs.append((np.asarray(batch.docs)[local] + offset + start).astype(np.int32))
             total += len(local)
-        kept.extend(t for t, _ in chunk)
+        used = start + len(chunk)
         if progress is not None:
-            progress(total, max_tokens)
-        if total >= max_tokens:
+            progress(total, budget)
+        if total >= budget:
             break
-    if not acts:
-        raise TrainingError("no tokens to train on: the corpus is empty")
-    return ActivationSet(np.concatenate(acts), np.concatenate(tokens), np.concatenate(docs), kept)
+    width = reader.d_model
+    return ActivationSet(
+        np.concatenate(acts) if acts else np.empty((0, width), np.float16),
+        np.concatenate(tokens) if tokens else np.empty(0, np.int32),
+        np.concatenate(docs) if docs else np.empty(0, np.int32),
+        [t for t, _ in texts[:used]],
+    )
 
 
 def train_topk_sae(
