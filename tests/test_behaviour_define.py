@@ -11,8 +11,6 @@ from saewatch.behaviours import apply_configured, define, read_examples
 from saewatch.cli import main
 from saewatch.config import BehaviourSpec, EncodeSettings, StateSettings
 from saewatch.encode.encoder import SAEEncoder
-from saewatch.encode.model import load_default_tokenizer
-from saewatch.encode.sae import LoadedSae, SaeExpectations
 from saewatch.errors import BehaviourInputError, ConfigError
 from saewatch.state.behaviour_fit import NoSpecificFeatureError
 from saewatch.state.behaviours import BehaviourError
@@ -20,7 +18,7 @@ from saewatch.state.monitor import MonitorState
 from saewatch.state.snapshot import SnapshotStore
 from saewatch.state.testing import make_batch
 from tests.support.app import TINY_HOOK
-from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
+from tests.support.encode import save_tiny_model, tiny_encoder
 
 PIRATE = [f"Ahoy there, matey! Ye've asked a fine question {t}" for t in
           ("about ships", "on the sea", "of gold", "for rum", "at dawn")]
@@ -28,13 +26,8 @@ PIRATE = [f"Ahoy there, matey! Ye've asked a fine question {t}" for t in
 
 @pytest.fixture(scope="module")
 def encoder() -> SAEEncoder:
-    tokenizer = load_default_tokenizer()
-    loaded = LoadedSae(sae=make_topk_sae(TINY_HIDDEN, 256, 8, TINY_HOOK), hook_name=TINY_HOOK,
-                       sae_id="random-topk", directory=None,
-                       expectations=SaeExpectations(0.0, None, "test"))
-    return SAEEncoder.from_parts(make_tiny_llama(len(tokenizer)), tokenizer, loaded,
-                                 EncodeSettings(device="cpu", max_tokens_per_text=48,
-                                                precision="fp32"), "tiny")
+    return tiny_encoder(TINY_HOOK, EncodeSettings(device="cpu", max_tokens_per_text=48,
+                                                   precision="fp32"))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +149,6 @@ def _events(texts: list[str]):  # type: ignore[no-untyped-def]
 def test_cli_add_encodes_fits_and_stores_with_the_offsets(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.support.encode import save_tiny_model
 
     monkeypatch.setenv("SAEWATCH_CACHE_DIR", str(tmp_path / "cache"))
     model, sae = save_tiny_model(tmp_path / "tiny", TINY_HOOK)

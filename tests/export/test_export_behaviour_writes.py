@@ -14,14 +14,11 @@ from prometheus_client import CollectorRegistry
 
 from saewatch.behaviours import apply_change
 from saewatch.config import EncodeSettings, StateSettings, WebSettings
-from saewatch.encode.encoder import SAEEncoder
-from saewatch.encode.model import load_default_tokenizer
-from saewatch.encode.sae import LoadedSae, SaeExpectations
 from saewatch.export import ExporterServer, ReportHolder
 from saewatch.export.web.behaviour_writes import BehaviourChanges
 from saewatch.state.monitor import MonitorState
 from tests.support.app import TINY_HOOK
-from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
+from tests.support.encode import tiny_encoder
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -43,13 +40,8 @@ def send(url: str, method: str, body: object = None,
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[str, MonitorState]]:
     """An exporter whose behaviour changes a loop thread applies with a tiny real encoder."""
-    tokenizer = load_default_tokenizer()
-    encoder = SAEEncoder.from_parts(
-        make_tiny_llama(len(tokenizer)), tokenizer,
-        LoadedSae(sae=make_topk_sae(TINY_HIDDEN, 256, 8, TINY_HOOK), hook_name=TINY_HOOK,
-                  sae_id="random-topk", directory=None,
-                  expectations=SaeExpectations(0.0, None, "test")),
-        EncodeSettings(device="cpu", max_tokens_per_text=48, precision="fp32"), "tiny")
+    encoder = tiny_encoder(TINY_HOOK, EncodeSettings(device="cpu", max_tokens_per_text=48,
+                                                     precision="fp32"))
     state = MonitorState(StateSettings(retrieval_capacity=1_000, cluster_warmup_events=0))
     changes, stop = BehaviourChanges(), threading.Event()
 

@@ -14,14 +14,11 @@ from export.drift_reports import AT, BASELINE, CANDIDATE, MODEL_ID, drift_report
 from export.export_harness import Exporter, ExporterFactory
 from export.http_helpers import fetch
 from saewatch.config import EncodeSettings, StateSettings
-from saewatch.encode.encoder import SAEEncoder
-from saewatch.encode.model import load_default_tokenizer
-from saewatch.encode.sae import LoadedSae, SaeExpectations
 from saewatch.export.web.marks import marked_window
 from saewatch.models import DriftReport, ExampleWindow, Highlight, LLMEvent, Snippet
 from saewatch.state.monitor import MonitorState
 from saewatch.views import StateView
-from tests.support.encode import TINY_HIDDEN, make_tiny_llama, make_topk_sae
+from tests.support.encode import tiny_encoder
 
 DOCS = 24
 HOOK = "blocks.1.hook_resid_post"
@@ -40,13 +37,8 @@ def texts() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def view() -> StateView:
-    tokenizer = load_default_tokenizer()
-    loaded = LoadedSae(sae=make_topk_sae(TINY_HIDDEN, 256, 8, HOOK), hook_name=HOOK,
-                       sae_id="random-topk", directory=None,
-                       expectations=SaeExpectations(0.0, None, "test"))
-    encoder = SAEEncoder.from_parts(
-        make_tiny_llama(len(tokenizer)), tokenizer, loaded,
-        EncodeSettings(device="cpu", precision="fp32", max_tokens_per_text=64), "tiny")
+    encoder = tiny_encoder(HOOK, EncodeSettings(device="cpu", precision="fp32",
+                                                max_tokens_per_text=64))
     state = MonitorState(StateSettings(retrieval_capacity=1_000, examples_per_feature=3))
     for version, offset in ((BASELINE, 0), (CANDIDATE, 10_000)):
         events = _events(version, offset)

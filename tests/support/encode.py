@@ -11,6 +11,10 @@ from sae_lens import TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from saewatch.config import EncodeSettings
+from saewatch.encode.encoder import SAEEncoder
+from saewatch.encode.sae import LoadedSae, SaeExpectations
+
 TINY_LAYERS = 4
 TINY_HIDDEN = 64
 
@@ -49,3 +53,17 @@ def save_tiny_model(root: Path, hook_name: str) -> tuple[Path, Path]:
     tokenizer.save_pretrained(root / "model")
     make_topk_sae(TINY_HIDDEN, 256, 8, hook_name).save_model(str(root / "sae"))
     return root / "model", root / "sae"
+
+
+def tiny_encoder(hook_name: str, settings: EncodeSettings, d_sae: int = 256,
+                 k: int = 8) -> SAEEncoder:
+    """A real :class:`SAEEncoder` over a tiny random Llama (the default tokenizer) and a random
+    TopK SAE on ``hook_name``: the full encode path in milliseconds, codes meaningless."""
+    from saewatch.encode.model import load_default_tokenizer
+
+    tokenizer = load_default_tokenizer()
+    loaded = LoadedSae(sae=make_topk_sae(TINY_HIDDEN, d_sae, k, hook_name), hook_name=hook_name,
+                       sae_id="random-topk", directory=None,
+                       expectations=SaeExpectations(0.0, None, "test"))
+    return SAEEncoder.from_parts(make_tiny_llama(len(tokenizer)), tokenizer, loaded, settings,
+                                 "tiny")
