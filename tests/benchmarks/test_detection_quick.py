@@ -55,3 +55,19 @@ def test_planted_and_dense_results_are_complete(results: dict) -> None:
     assert cal["dense_aa_alarms"] == cal["sae_aa_alarms"] == 0
     for s in results["streams"]:
         assert len(s["dense"]["z"]) == len(s["looks"]) == s["events_per_side"] // 10
+
+
+def test_compare_totals_match_the_streams(results: dict) -> None:
+    from benchmarks.detection.compare import markdown, totals
+
+    t = totals(results)
+    drift = [s for s in results["streams"] if s["scenario"] != "aa"]
+    assert t["drift_streams"] == len(drift) and t["aa_streams"] == 4 and t["aa_alarms"] == 0
+    assert t["caught"] == sum(s["sae"]["first_drift"] is not None for s in drift) >= 1
+    assert t["summed_delay"] == sum(s["sae"]["first_drift"] or s["events_per_side"]
+                                    for s in drift)
+    table = markdown({"a": results, "b": results})
+    null = next(s for s in drift if s["params"].get("candidate") == "NullModel")
+    assert f"| pair {null['params']['baseline']} → NullModel | " in table
+    assert f"| drift streams caught | {t['caught']}/{len(drift)} | {t['caught']}/{len(drift)} |" \
+        in table
