@@ -34,9 +34,9 @@ from benchmarks.detection.scenarios import Plan, Stream, all_streams, marker_bas
 from benchmarks.detection.sentence_peer import SentenceEmbedder
 from benchmarks.detection.simulate import diff_settings, stream_events
 from saewatch.config import EncodeSettings, SaeRef
-from saewatch.encode.default import cache_dir, default_labels_path
+from saewatch.encode.default import cache_dir
 from saewatch.encode.encoder import SAEEncoder
-from saewatch.encode.labels import load_labels
+from saewatch.encode.labels import labels_for_settings
 
 logger = logging.getLogger("benchmarks.detection.run")
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,10 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def labels_of(kind: EncoderKind, settings: EncodeSettings, encoder: SAEEncoder,
               ) -> dict[int, str]:
-    path = settings.labels_path or default_labels_path()
-    if kind != "default" or settings.sae is not None or not path.is_file():
+    """The daemon's labels for this encoder (beside the shipped or the ``--sae`` SAE)."""
+    if kind != "default":
         return {}
-    return {f.feature: f.label for f in load_labels(path, encoder.d_sae).features if f.label}
+    labels = labels_for_settings(settings, encoder.d_sae, encoder.encoder_id)
+    return {f.feature: f.label for f in labels.features if f.label} if labels else {}
 
 
 def equivalence_stream(streams: list[Stream], n: int) -> Stream:

@@ -11,6 +11,7 @@ import pytest
 
 from saewatch.config import EncodeSettings, SaeRef
 from saewatch.encode.cards import cards_for_settings, default_cards_path
+from saewatch.encode.labels import labels_for_settings
 from saewatch.models.cards import CardsError, FeatureCards
 from saewatch.training.card_commands import labels_from_cards, snippet
 from saewatch.training.cards import build_cards, firing_stats, npmi_neighbours
@@ -132,6 +133,27 @@ def test_configured_cards_must_fit_the_sae(tmp_path: Path) -> None:
         cards_for_settings(EncodeSettings(cards_path=path), 4096)
     other_sae = EncodeSettings(sae=SaeRef(path=tmp_path))
     assert cards_for_settings(other_sae, D_SAE) is None  # the shipped cards are the default's
+
+
+def test_cards_and_labels_beside_a_configured_sae_folder_are_found(tmp_path: Path) -> None:
+    """``saewatch feature-cards --labels-out`` beside ``encode.sae.path`` is all it takes; a
+    renamed copy of the folder keeps them, retrained weights (another digest) do not."""
+    folder = tmp_path / "my-sae"
+    folder.mkdir()
+    cards = build_cards(_codes(), D_SAE, _text, sae_id="my-sae:topk-6-0123456789")
+    cards.save(folder / "feature_cards.json.gz")
+    labels_from_cards(cards).write(folder / "feature_labels.json")
+    settings = EncodeSettings(sae=SaeRef(path=folder))
+    copy_id = "M/blocks.1.hook_resid_post/copy:topk-6-0123456789/presence=ab"
+    found = cards_for_settings(settings, D_SAE, copy_id)
+    assert found is not None and found.labels() == cards.labels() != {}
+    labels = labels_for_settings(settings, D_SAE, copy_id)
+    assert labels is not None and labels.label(CAPITAL) == cards.labels()[CAPITAL]
+    retrained = "M/blocks.1.hook_resid_post/my-sae:topk-6-fedcba9876"
+    assert cards_for_settings(settings, D_SAE, retrained) is None
+    assert labels_for_settings(settings, D_SAE, retrained) is None
+    hub = EncodeSettings(sae=SaeRef(release="r", sae_id="s"))
+    assert cards_for_settings(hub, D_SAE) is None and labels_for_settings(hub, D_SAE) is None
 
 
 def test_the_shipped_cards_match_the_default_sae() -> None:

@@ -51,8 +51,9 @@ class EncodeSettings(_Section):
     model: str | None = None  # local dir or hub name; None = the embedded default
     gguf_file: str | None = None
     sae: SaeRef | None = None
+    # Feature labels and cards (saewatch feature-cards); None = the files beside the SAE (the
+    # shipped default's folder or sae.path), used only when they describe that SAE.
     labels_path: Path | None = None
-    # Feature cards (saewatch feature-cards); None = the ones shipped beside the default SAE.
     cards_path: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_tokens_per_text: int = Field(default=256, ge=8)

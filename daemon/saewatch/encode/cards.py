@@ -1,8 +1,9 @@
 """Which feature cards go with the configured SAE (the card model and file format:
 :mod:`saewatch.models.cards`; building them: ``saewatch feature-cards``).
 
-``encode.cards_path`` names a cards file; without it the default SAE's shipped
-``feature_cards.json.gz`` is used, and only when it describes that SAE. Loading imports no
+``encode.cards_path`` names a cards file; without it ``feature_cards.json.gz`` beside the SAE
+(the shipped default's, or one ``saewatch feature-cards`` wrote beside ``encode.sae.path``) is
+used, and only when it describes that SAE. Loading imports no
 model library, so an aggregator serves cards without loading a model.
 
 >>> default_cards_path().name
@@ -15,7 +16,7 @@ import logging
 from pathlib import Path
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.default import default_sae_dir
+from saewatch.encode.default import default_sae_dir, sae_folder, same_sae
 from saewatch.models.cards import CARDS_FILE, CardsError, FeatureCards
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,11 @@ def default_cards_path() -> Path:
 def cards_for_settings(
     settings: EncodeSettings, d_sae: int | None = None, encoder_id: str | None = None
 ) -> FeatureCards | None:
-    """The configured cards (strict), else the shipped ones when the default SAE is used.
+    """The configured cards (strict), else ``feature_cards.json.gz`` beside the SAE (the
+    shipped default's folder, or ``encode.sae.path``) when there is one.
 
-    With ``encoder_id``, shipped cards are used only if their ``sae_id`` names that encoder's
-    SAE (a retrained default must not show another SAE's cards).
+    With ``encoder_id``, cards found beside the SAE are used only if their ``sae_id`` names
+    that encoder's SAE (a retrained SAE must not show another SAE's cards).
 
     Raises
     ------
@@ -45,14 +47,14 @@ def cards_for_settings(
             raise CardsError(f"{settings.cards_path} describes an SAE of {cards.d_sae} "
                              f"features, the configured one has {d_sae}: rebuild the cards")
         return cards
-    path = default_cards_path()
-    if settings.sae is not None or not path.is_file():
+    folder = sae_folder(settings.sae.path if settings.sae else None,
+                        from_hub=settings.sae is not None and settings.sae.path is None)
+    if folder is None or not (folder / CARDS_FILE).is_file():
         logger.info("no feature cards (encode.cards_path): feature pages show live data only")
         return None
-    cards = FeatureCards.load(path)
-    shipped_sae = (cards.sae_id or "").split("/presence=")[0]
-    if encoder_id is not None and shipped_sae not in encoder_id:
-        logger.warning("the default cards describe %s, not %s: no cards", cards.sae_id,
+    cards = FeatureCards.load(folder / CARDS_FILE)
+    if encoder_id is not None and not same_sae(cards.sae_id, encoder_id):
+        logger.warning("the cards beside the SAE describe %s, not %s: no cards", cards.sae_id,
                        encoder_id)
         return None
     return cards

@@ -8,6 +8,8 @@ default SAE, its labels and its training report ship inside this package under `
 'default'
 >>> cache_dir({"SAEWATCH_CACHE_DIR": "/tmp/x"}).as_posix()
 '/tmp/x'
+>>> same_sae("default:topk-4096-a4824f9ec3", "M/blocks.12/copy:topk-4096-a4824f9ec3/presence=1")
+True
 """
 
 from __future__ import annotations
@@ -58,6 +60,25 @@ def default_sae_dir() -> Path:
 def default_labels_path() -> Path:
     """The feature labels file shipped beside the default SAE."""
     return default_sae_dir() / LABELS_FILE
+
+
+def sae_folder(sae_path: Path | None, from_hub: bool) -> Path | None:
+    """The folder of the configured SAE, where its labels, cards and presence thresholds are
+    looked for: ``encode.sae.path``, the shipped default's folder when no SAE is configured,
+    none for a hub SAE."""
+    if from_hub:
+        return None
+    return sae_path if sae_path is not None else default_sae_dir()
+
+
+def same_sae(file_sae_id: str | None, encoder_id: str) -> bool:
+    """Whether a labels or cards file written for ``file_sae_id`` describes the encoder's SAE.
+
+    Local SAE ids are ``folder:architecture-width-digest``; only the part after the folder
+    name is compared, so a copied or renamed SAE folder keeps its files, while retrained
+    weights (another digest) do not inherit them."""
+    sae = (file_sae_id or "").split("/presence=")[0]
+    return bool(sae) and sae.rsplit(":", 1)[-1] in encoder_id
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.default import default_labels_path
+from saewatch.encode.default import LABELS_FILE, sae_folder, same_sae
 from saewatch.encode.exceptions import LabelsError
 
 logger = logging.getLogger(__name__)
@@ -101,21 +101,24 @@ def load_labels(path: Path, d_sae: int | None = None) -> FeatureLabels:
 def labels_for_settings(
     settings: EncodeSettings, d_sae: int | None, encoder_id: str | None = None
 ) -> FeatureLabels | None:
-    """The configured labels file (strict), else the shipped one when the default SAE is used.
+    """The configured labels file (strict), else :data:`LABELS_FILE` beside the SAE (the
+    shipped default's folder, or ``encode.sae.path``) when there is one.
 
-    With ``encoder_id`` the shipped labels are used only if they describe that encoder's SAE
-    (their ``sae_id``): a retrained default SAE must not inherit stale labels.
+    With ``encoder_id`` a labels file found beside the SAE is used only if it describes that
+    encoder's SAE (its ``sae_id``): a retrained SAE must not inherit stale labels.
     """
     if settings.labels_path is not None:
         return load_labels(settings.labels_path, d_sae)
-    if settings.sae is not None or not default_labels_path().is_file():
+    folder = sae_folder(settings.sae.path if settings.sae else None,
+                        from_hub=settings.sae is not None and settings.sae.path is None)
+    if folder is None or not (folder / LABELS_FILE).is_file():
         logger.warning("no feature labels (encode.labels_path): diffs show feature ids only")
         return None
-    # Which SAE the shipped labels describe is checked before their size: another SAE's width
-    # is not an error, only a reason to go without labels.
-    labels = load_labels(default_labels_path(), None if encoder_id is not None else d_sae)
-    if encoder_id is not None and (labels.sae_id or "") not in encoder_id:
-        logger.warning("the default labels describe %s, not %s: no labels",
+    # Which SAE the labels describe is checked before their size: another SAE's width is not
+    # an error, only a reason to go without labels.
+    labels = load_labels(folder / LABELS_FILE, None if encoder_id is not None else d_sae)
+    if encoder_id is not None and not same_sae(labels.sae_id, encoder_id):
+        logger.warning("the labels beside the SAE describe %s, not %s: no labels",
                        labels.sae_id, encoder_id)
         return None
     return labels
