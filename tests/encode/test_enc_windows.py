@@ -135,10 +135,11 @@ def test_real_encoder_windows_match_its_token_level_codes(
 
 
 def test_encoder_without_windows_carries_none(make_encoder: Callable[..., SAEEncoder]) -> None:
-    encoder = make_encoder()
-    encoder.windows = False
+    encoder = make_encoder(highlight_windows=False)  # encode.highlight_windows: false
+    assert not encoder.windows and make_encoder().windows
     batch = encoder.encode(_events(["Hello there."]))
     assert batch.response_windows is None and batch.prompt_windows is None
+    assert len(batch.response.n_tokens) == 1 and batch.response.n_tokens[0] > 0
 
 
 def test_presence_thresholds_bound_the_windows_and_none_left_is_fine() -> None:

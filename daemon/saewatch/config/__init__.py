@@ -77,6 +77,10 @@ class EncodeSettings(_Section):
     # one batch ahead under backlog). auto = on CUDA only: on a CPU both cores already run the
     # forward, so it measured no gain there (docs/BENCHMARKS.md, issue 17).
     look_ahead: Literal["auto", "on", "off"] = "auto"
+    # Record, per (document, present feature), the 24 tokens around the peak with their
+    # activations, for the highlighted examples (encode/windows.py; measured +1.7 % encode
+    # time). Off: examples are shown without marks.
+    highlight_windows: bool = True
 
     @model_validator(mode="after")
     def _check_tail(self) -> EncodeSettings:

@@ -178,6 +178,7 @@ class SAEEncoder(Encoder):
             presence=presence,
             look_ahead=settings.look_ahead == "on"
             or (settings.look_ahead == "auto" and reader.device.type == "cuda"),
+            windows=settings.highlight_windows,
         )
 
     @property
