@@ -25,7 +25,7 @@ def test_the_candidate_loads_with_its_thresholds_labels_and_cards() -> None:
     assert report["held_out"]["dead_share"] <= 0.02
     assert loaded.expectations.source == "training report"
     presence = resolve_presence("auto", loaded.directory, 8192)
-    assert presence is not None and presence.info.median_present == 48
+    assert presence is not None and presence.info.median_present == 96
     settings = EncodeSettings(sae=SaeRef(path=CANDIDATE))
     encoder_id = f"SmolLM2-135M-Instruct/{loaded.hook_name}/{loaded.sae_id}/presence=x"
     labels = labels_for_settings(settings, 8192, encoder_id)
