@@ -356,7 +356,7 @@ class SAEEncoder(Encoder):
             try:
                 rows = batch.doc_index[tok]
                 n_tokens = torch.bincount(batch.doc_index, minlength=len(batch.docs))
-                pos = token_positions(batch.doc_index, len(batch.docs))[tok]
+                pos = token_positions(batch.doc_index, n_tokens)[tok]
                 windows.add(batch.docs, rows, pos, features, values, n_tokens)
             except torch.cuda.OutOfMemoryError:
                 # Not retried: the batch is pooled already. Its documents get no highlights.

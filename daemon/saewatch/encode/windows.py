@@ -28,6 +28,7 @@ import torch
 from saewatch.encode.batching import to_host
 from saewatch.encode.pooling import F16_MAX
 from saewatch.models import TokenWindows
+from saewatch.models.windows import indptr_of
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class PeakWindows:
         order = torch.argsort(score, descending=True, stable=True)
         order = order[torch.argsort(row[order], stable=True)]  # by row, best first within it
         ranked = row[order]
-        counts = torch.bincount(ranked)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(ranked), device=row.device) - starts[ranked]
+        rank = token_positions(ranked, torch.bincount(ranked))  # 0 = a row's best
         kept: torch.Tensor = cand[order[rank < self.max_per_doc]]
         return kept.sort().values
 
@@ -149,35 +148,26 @@ class PeakWindows:
         lengths = [len(s) if s is not None else 0 for s in spans]
         flat = [t for s in spans if s is not None for t in s]
         token_spans = np.array(flat, dtype=np.int32).reshape(-1, 2)
-        if not self._parts:
-            return TokenWindows(token_indptr=_indptr(lengths), token_spans=token_spans,
-                                pair_indptr=np.zeros(self.n_docs + 1, np.int64),
-                                features=np.zeros(0, np.int32), first=np.zeros(0, np.int32),
-                                acts=np.zeros((0, self.window), np.float16))
-        doc, feat, first, acts = (np.concatenate(p) for p in zip(*self._parts, strict=True))
+        parts = self._parts or [(np.zeros(0, np.int64), np.zeros(0, np.int32),
+                                 np.zeros(0, np.int32), np.zeros((0, self.window), np.float16))]
+        doc, feat, first, acts = (np.concatenate(p) for p in zip(*parts, strict=True))
         self._parts = []
-        mask = np.asarray(known, dtype=bool)[doc] if len(doc) else np.zeros(0, bool)
+        mask = np.asarray(known, dtype=bool)[doc]
         doc, feat, first, acts = doc[mask], feat[mask], first[mask], acts[mask]
         order = np.lexsort((feat, doc))
         return TokenWindows(
-            token_indptr=_indptr(lengths), token_spans=token_spans,
-            pair_indptr=_indptr(np.bincount(doc, minlength=self.n_docs)),
+            token_indptr=indptr_of(lengths), token_spans=token_spans,
+            pair_indptr=indptr_of(np.bincount(doc, minlength=self.n_docs)),
             features=feat[order], first=first[order], acts=acts[order])
 
 
-def _indptr(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
-    out = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(np.asarray(lengths, dtype=np.int64), out=out[1:])
-    return out
+def token_positions(doc_index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Each token's position among its row's tokens, given the tokens per row (``counts``;
+    tokens come row by row, in order).
 
-
-def token_positions(doc_index: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """Each token's position among its row's text tokens (tokens come row by row, in order).
-
-    >>> token_positions(torch.tensor([0, 0, 1, 1, 1]), 2).tolist()
+    >>> token_positions(torch.tensor([0, 0, 1, 1, 1]), torch.tensor([2, 3])).tolist()
     [0, 1, 0, 1, 2]
     """
-    counts = torch.bincount(doc_index, minlength=n_rows)
     starts = torch.cumsum(counts, 0) - counts
     return torch.arange(len(doc_index), device=doc_index.device) - starts[doc_index]
 

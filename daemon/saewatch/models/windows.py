@@ -115,9 +115,9 @@ class TokenWindows(BaseModel):
         for i, (*_, a) in enumerate(flat):
             acts[i, : len(a)] = a
         return cls(
-            token_indptr=_indptr([len(s) for s in spans]),
+            token_indptr=indptr_of([len(s) for s in spans]),
             token_spans=np.array([t for s in spans for t in s], np.int32).reshape(-1, 2),
-            pair_indptr=_indptr([len(p) for p in pairs]),
+            pair_indptr=indptr_of([len(p) for p in pairs]),
             features=np.array([p[1] for p in flat], np.int32),
             first=np.array([p[2] for p in flat], np.int32), acts=acts)
 
@@ -128,8 +128,8 @@ class TokenWindows(BaseModel):
         pair = [np.arange(self.pair_indptr[i], self.pair_indptr[i + 1]) for i in picked]
         t = np.concatenate(tok) if tok else np.zeros(0, np.int64)
         p = np.concatenate(pair) if pair else np.zeros(0, np.int64)
-        return TokenWindows(token_indptr=_indptr([len(x) for x in tok]),
-                            token_spans=self.token_spans[t], pair_indptr=_indptr([len(x) for x in pair]),
+        return TokenWindows(token_indptr=indptr_of([len(x) for x in tok]),
+                            token_spans=self.token_spans[t], pair_indptr=indptr_of([len(x) for x in pair]),
                             features=self.features[p], first=self.first[p], acts=self.acts[p])
 
     @classmethod
@@ -139,9 +139,9 @@ class TokenWindows(BaseModel):
             return cls.empty(0)
         width = max(p.acts.shape[1] for p in parts)
         return cls(
-            token_indptr=_indptr(np.concatenate([np.diff(p.token_indptr) for p in parts])),
+            token_indptr=indptr_of(np.concatenate([np.diff(p.token_indptr) for p in parts])),
             token_spans=np.concatenate([p.token_spans for p in parts]).astype(np.int32),
-            pair_indptr=_indptr(np.concatenate([np.diff(p.pair_indptr) for p in parts])),
+            pair_indptr=indptr_of(np.concatenate([np.diff(p.pair_indptr) for p in parts])),
             features=np.concatenate([p.features for p in parts]).astype(np.int32),
             first=np.concatenate([p.first for p in parts]).astype(np.int32),
             acts=np.concatenate([np.pad(p.acts, ((0, 0), (0, width - p.acts.shape[1])))
@@ -198,10 +198,11 @@ def _marked(text: str, spans: np.ndarray, acts: np.ndarray) -> PeakWindow:
     return PeakWindow(text=text[start:end], offset=start, marks=out)
 
 
-def _indptr(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+def indptr_of(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """CSR row pointers of rows of the given lengths: ``[0, l0, l0 + l1, ...]``."""
     out = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(np.asarray(lengths, dtype=np.int64), out=out[1:])
     return out
 
 
-__all__ = ["MARK_DTYPE", "ExampleWindow", "Highlight", "PeakWindow", "TokenWindows"]
+__all__ = ["MARK_DTYPE", "ExampleWindow", "Highlight", "PeakWindow", "TokenWindows", "indptr_of"]
