@@ -47,8 +47,7 @@ def cards_for_settings(
             raise CardsError(f"{settings.cards_path} describes an SAE of {cards.d_sae} "
                              f"features, the configured one has {d_sae}: rebuild the cards")
         return cards
-    folder = sae_folder(settings.sae.path if settings.sae else None,
-                        from_hub=settings.sae is not None and settings.sae.path is None)
+    folder = sae_folder(settings)
     if folder is None or not (folder / CARDS_FILE).is_file():
         logger.info("no feature cards (encode.cards_path): feature pages show live data only")
         return None

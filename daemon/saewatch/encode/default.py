@@ -19,8 +19,12 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from saewatch.encode.exceptions import ModelLoadError
+
+if TYPE_CHECKING:
+    from saewatch.config import EncodeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +66,13 @@ def default_labels_path() -> Path:
     return default_sae_dir() / LABELS_FILE
 
 
-def sae_folder(sae_path: Path | None, from_hub: bool) -> Path | None:
-    """The folder of the configured SAE, where its labels, cards and presence thresholds are
-    looked for: ``encode.sae.path``, the shipped default's folder when no SAE is configured,
-    none for a hub SAE."""
-    if from_hub:
-        return None
-    return sae_path if sae_path is not None else default_sae_dir()
+def sae_folder(settings: EncodeSettings) -> Path | None:
+    """The folder of the configured SAE, where its labels, cards and presence thresholds live:
+    ``encode.sae.path``, the shipped default's folder when no SAE is configured, none for a hub
+    SAE."""
+    if settings.sae is None:
+        return default_sae_dir()
+    return settings.sae.path
 
 
 def same_sae(file_sae_id: str | None, encoder_id: str) -> bool:

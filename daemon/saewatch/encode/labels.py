@@ -109,8 +109,7 @@ def labels_for_settings(
     """
     if settings.labels_path is not None:
         return load_labels(settings.labels_path, d_sae)
-    folder = sae_folder(settings.sae.path if settings.sae else None,
-                        from_hub=settings.sae is not None and settings.sae.path is None)
+    folder = sae_folder(settings)
     if folder is None or not (folder / LABELS_FILE).is_file():
         logger.warning("no feature labels (encode.labels_path): diffs show feature ids only")
         return None

@@ -38,7 +38,7 @@ import torch
 
 from saewatch.config import EncodeSettings, SaeRef
 from saewatch.datasets import SAMPLE_DIR, alpaca_events, alpaca_models
-from saewatch.encode.default import default_sae_dir
+from saewatch.encode.default import sae_folder
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.exceptions import PresenceThresholdsError
 from saewatch.encode.presence import PRESENCE_FILE, PresenceInfo, PresenceThresholds
@@ -274,15 +274,12 @@ def run_calibrate_thresholds(settings: EncodeSettings, events: Iterable[LLMEvent
 
 def _sae_folder(settings: EncodeSettings, sae_dir: Path | None) -> Path:
     """Where ``encode.presence_thresholds: auto`` looks for the file of this SAE."""
-    if sae_dir is not None:
-        return sae_dir
-    if settings.sae is None:
-        return default_sae_dir()
-    if settings.sae.path is None:
+    folder = sae_dir or sae_folder(settings)
+    if folder is None:
         raise PresenceThresholdsError("the SAE comes from the hub and has no folder to write "
                                       "the thresholds beside: give --out FILE and set "
                                       "encode.presence_thresholds to it")
-    return settings.sae.path
+    return folder
 
 
 __all__ = ["Calibration", "CorpusActivations", "calibrate", "feature_quantiles", "fit_rho",

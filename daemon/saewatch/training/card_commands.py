@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from saewatch.config import EncodeSettings
-from saewatch.encode.default import default_sae_dir
+from saewatch.encode.default import sae_folder
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.exceptions import EncodeError
 from saewatch.encode.labels import MARK_CLOSE, MARK_OPEN, FeatureLabel, FeatureLabels
@@ -159,12 +159,11 @@ def snippet(context: CardContext) -> str:
 
 
 def _sae_folder(settings: EncodeSettings) -> Path:
-    if settings.sae is None:
-        return default_sae_dir()
-    if settings.sae.path is None:
+    folder = sae_folder(settings)
+    if folder is None:
         raise EncodeError("the SAE comes from the hub and has no folder to write the cards "
                           "beside: give --output FILE")
-    return settings.sae.path
+    return folder
 
 
 def dumps(result: dict[str, object]) -> str:
