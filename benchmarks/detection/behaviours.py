@@ -38,7 +38,7 @@ from benchmarks.detection.encoders import EncoderKind, build_encoder, encode_set
 from benchmarks.detection.properties import PROPERTIES
 from benchmarks.detection.scenarios import responses, selected_prompts
 from benchmarks.quality.alpaca_codes import halves
-from saewatch.config import DiffSettings, SaeRef
+from saewatch.config import DiffSettings
 from saewatch.diff.behaviours import behaviour_summaries
 from saewatch.encode.default import cache_dir
 from saewatch.models import SparseCodes, VersionCount
@@ -316,10 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(message)s")
     sizes = QUICK if args.quick else FULL
     kind: EncoderKind = "tiny" if args.quick else "default"
-    settings = encode_settings(kind)
-    if args.sae is not None:
-        settings = settings.model_copy(update={"sae": SaeRef(path=args.sae)})
-    encoder = build_encoder(kind, settings)
+    encoder = build_encoder(kind, encode_settings(kind, sae=args.sae))
     store = CodeStore(encoder, (args.cache_dir or cache_dir()) / "detection" / encoder_key(encoder))
     examples, background = definitions_texts(sizes)
     needed = [*background, *(t for ex in examples.values() for t in ex)]

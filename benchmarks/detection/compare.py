@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.detection.report import per_seed
+
 
 def _median_delay(delays: Sequence[int | None], length: int) -> int:
     """The median first drift, a miss counted as ``length`` (so "> length" shows as length)."""
@@ -32,8 +34,7 @@ def _median_delay(delays: Sequence[int | None], length: int) -> int:
 
 
 def _cell(delays: Sequence[int | None], length: int) -> str:
-    per_seed = ", ".join("–" if d is None else str(d) for d in delays)
-    return f"{per_seed} (median {_median_delay(delays, length)})"
+    return f"{per_seed(delays)} (median {_median_delay(delays, length)})"
 
 
 def _group(row: dict[str, Any]) -> str:
@@ -91,19 +92,17 @@ def markdown(runs: dict[str, dict[str, Any]]) -> str:
             cells.append(cell)
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     lines += ["", "| total | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    t = {n: totals(r) for n, r in runs.items()}
-    for key, label in [("aa", "A/A streams alarmed (cached; resampled)"),
-                       ("caught", "drift streams caught"),
-                       ("summed_delay", "summed delay, a miss as the stream length (events/side)"),
-                       ("shown", "planted property in a top finding's examples")]:
-        cells = []
-        for n in names:
-            v = t[n]
-            cells.append({"aa": f"{v['aa_alarms']}/{v['aa_streams']}; {v['aa_simulated']}",
-                          "caught": f"{v['caught']}/{v['drift_streams']}",
-                          "summed_delay": str(v["summed_delay"]),
-                          "shown": f"{v['shown']}/{v['planted']}"}[key])
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    t = [totals(r) for r in runs.values()]
+    lines += [
+        "| A/A streams alarmed (cached; resampled) | " + " | ".join(
+            f"{v['aa_alarms']}/{v['aa_streams']}; {v['aa_simulated']}" for v in t) + " |",
+        "| drift streams caught | " + " | ".join(
+            f"{v['caught']}/{v['drift_streams']}" for v in t) + " |",
+        "| summed delay, a miss as the stream length (events/side) | " + " | ".join(
+            str(v["summed_delay"]) for v in t) + " |",
+        "| planted property in a top finding's examples | " + " | ".join(
+            f"{v['shown']}/{v['planted']}" for v in t) + " |",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ the whole harness (cache, simulation, App and Kafka replays) runnable in seconds
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -16,7 +17,7 @@ from sae_lens import TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from saewatch.config import EncodeSettings
+from saewatch.config import EncodeSettings, SaeRef
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.model import load_default_tokenizer
 from saewatch.encode.sae import LoadedSae, SaeExpectations
@@ -32,12 +33,15 @@ TINY_HOOK = "blocks.1.hook_resid_post"
 TINY_D_SAE, TINY_K = 256, 8
 
 
-def encode_settings(kind: EncoderKind, max_tokens: int | None = None) -> EncodeSettings:
-    """The encode settings of ``kind`` (the App replays use the same ones)."""
+def encode_settings(kind: EncoderKind, max_tokens: int | None = None,
+                    sae: Path | None = None) -> EncodeSettings:
+    """The encode settings of ``kind`` (the App replays use the same ones); ``sae``: a sae-lens
+    SAE folder instead of the shipped default."""
     tokens = max_tokens or (DEFAULT_TOKENS if kind == "default" else TINY_TOKENS)
     # precision "auto", the daemon's own choice: bf16 autocast only where this CPU runs it
     # faster (2x with native bf16, 6x slower without: saewatch.encode.precision).
-    return EncodeSettings(device="cpu", max_tokens_per_text=tokens)
+    return EncodeSettings(device="cpu", max_tokens_per_text=tokens,
+                          sae=None if sae is None else SaeRef(path=sae))
 
 
 def build_encoder(kind: EncoderKind, settings: EncodeSettings) -> SAEEncoder:

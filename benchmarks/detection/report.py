@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ logger = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 
-def _delays(values: list[int | None]) -> str:
+def per_seed(values: Sequence[int | None]) -> str:
+    """First drift (or alarm) per seed, "–" where there was none."""
     return ", ".join("–" if v is None else str(v) for v in values)
 
 
@@ -86,9 +88,9 @@ def pair_table(rows: list[Row], threshold: float) -> list[str]:
         first = group[0]["sae"].get("top_findings") or [{}]
         said = first[0].get("text") or (
             f"#{first[0]['feature']} {first[0].get('label') or ''}"[:50] if first[0] else "–")
-        out.append(f"| {base} → {cand} | {n} | {_delays(sae)} | {_med(sae, n)} | "
-                   f"{_delays(release)} | {_delays(dense)} | {_med(dense, n)} | "
-                   f"{_delays(sentence)} | {_med(sentence, n)} | {sig} | "
+        out.append(f"| {base} → {cand} | {n} | {per_seed(sae)} | {_med(sae, n)} | "
+                   f"{per_seed(release)} | {per_seed(dense)} | {_med(dense, n)} | "
+                   f"{per_seed(sentence)} | {_med(sentence, n)} | {sig} | "
                    f"{said.replace('|', '/')} |")
     return out
 
@@ -116,8 +118,8 @@ def planted_table(rows: list[Row]) -> list[str]:
         dense = [_peer(r, "dense") for r in group]
         sentence = [_peer(r, "sentence") for r in group]
         shown = sum(r["planted"]["shown"] for r in group)
-        out.append(f"| {prop} | {p:.0%} | {group[0]['params']['planted']} | {_delays(sae)} | "
-                   f"{_med(sae, n)} | {_delays(dense)} | {_med(dense, n)} | "
+        out.append(f"| {prop} | {p:.0%} | {group[0]['params']['planted']} | {per_seed(sae)} | "
+                   f"{_med(sae, n)} | {per_seed(dense)} | {_med(dense, n)} | "
                    f"{_med(sentence, n) if any('sentence' in r for r in group) else '–'} | "
                    f"{shown}/{len(group)} |")
     return out

@@ -33,7 +33,7 @@ from benchmarks.detection.outcomes import Outcome, evaluate
 from benchmarks.detection.scenarios import Plan, Stream, all_streams, marker_base_rate
 from benchmarks.detection.sentence_peer import SentenceEmbedder
 from benchmarks.detection.simulate import diff_settings, stream_events
-from saewatch.config import EncodeSettings, SaeRef
+from saewatch.config import EncodeSettings
 from saewatch.encode.default import cache_dir
 from saewatch.encode.encoder import SAEEncoder
 from saewatch.encode.labels import labels_for_settings
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     kind: EncoderKind = args.encoder or ("tiny" if args.quick else "default")
     plan = Plan.quick() if args.quick else Plan.full()
-    settings = encode_settings(kind, args.max_tokens)
-    if args.sae is not None:
-        settings = settings.model_copy(update={"sae": SaeRef(path=args.sae)})
+    settings = encode_settings(kind, args.max_tokens, args.sae)
     encoder = build_encoder(kind, settings)
     store = CodeStore(encoder, (args.cache_dir or cache_dir()) / "detection" / encoder_key(encoder))
     streams = all_streams(plan)
